@@ -1,0 +1,127 @@
+"""Inside an nnsight trace: denoising steps, CFG branches and named reads/writes (what ``Lens.trace`` hands out).
+
+    Step                 one transformer call: step index, call index, branch, text length, timestep
+    Run(...)             small, picklable (remote-safe) view of one traced generation
+      .steps()           bounded iteration over exactly the transformer calls of the run
+      .read(name, cfg=)  the current call's value of a canonical name (all rows, or one CFG branch)
+      .write(name, value, cfg=)   assign it (never in place: survives nnsight's multi-invoke batching)
+      .apply(edit, name) apply an Edit at the current call, if it applies here
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import _streams
+
+
+@dataclass
+class Step:
+    index: int  # denoising step
+    call: int  # transformer call
+    branch: str  # "batch" (rows [uncond; cond] or no CFG) | "cond" | "uncond" (sequential CFG)
+    T: int | None  # text length of this call
+    timestep: object = None
+
+
+class Run:
+    def __init__(self, tracer, transformer, table: dict, *, images: int, steps: int, calls_per_step: int,
+                 order: tuple, timestep: tuple, text: tuple):
+        self.tracer = tracer
+        self.transformer = transformer
+        self.table = table  # name -> ("out", path, layout, None) | ("in", path, inputs, None) | ("sub", path, i)
+        self.images = images
+        self.num_steps = steps
+        self.calls_per_step = calls_per_step
+        self.order = order
+        self._timestep, self._text = timestep, text
+        self.step: Step | None = None
+
+    def _envoy(self, path: str):
+        env = self.transformer
+        for part in path.split("."):
+            env = env[int(part)] if part.isdigit() else getattr(env, part)
+        return env
+
+    def steps(self):
+        total = self.num_steps * self.calls_per_step
+        for call in self.tracer.iter[:total]:
+            args, kwargs = self.transformer.inputs
+            kw, pos = self._timestep
+            t = kwargs[kw] if kw in kwargs else args[pos]
+            kw, pos = self._text
+            text = kwargs[kw] if kw in kwargs else (args[pos] if pos < len(args) else None)
+            branch = "batch" if self.calls_per_step == 1 else self.order[call % self.calls_per_step]
+            self.step = Step(call // self.calls_per_step, call, branch,
+                             None if text is None else int(text.shape[1]), t)
+            yield self.step
+
+    def _raw(self, name):
+        kind, path, spec, index = self.table[name]
+        stream = name.split(".")[2]
+        env = self._envoy(path)
+        if kind == "out":
+            return _streams.get_output(env.output, spec, self.step.T, stream)
+        if kind == "in":
+            args, kwargs = env.inputs
+            return _streams.get_input(args, kwargs, spec, self.step.T, stream)
+        return _streams.get_item(env.output, index)
+
+    def _rows(self, h, cfg):
+        """Row slice of branch ``cfg`` in this call's value, or None when this call holds no such rows."""
+        if cfg is None:
+            return slice(None)
+        rows = h.shape[0]
+        if self.step.branch == "batch":
+            if rows == 2 * self.images:
+                return slice(0, self.images) if cfg == "uncond" else slice(self.images, rows)
+            if cfg == "cond" and rows == self.images:
+                return slice(None)  # no CFG in this run: every row is conditional
+            raise ValueError(f"cfg={cfg!r} but this run's transformer calls hold {rows} rows for {self.images} "
+                             f"images: no {cfg} branch (is guidance off?)")
+        return slice(None) if self.step.branch == cfg else None
+
+    def read(self, name: str, cfg: str | None = None):
+        h = self._raw(name)
+        rows = self._rows(h, cfg)
+        return None if rows is None else h[rows]
+
+    def write(self, name: str, value, cfg: str | None = None) -> None:
+        import torch
+
+        kind, path, spec, index = self.table[name]
+        stream = name.split(".")[2]
+        if cfg is not None:
+            h = self._raw(name)
+            rows = self._rows(h, cfg)
+            if rows is None:
+                raise ValueError(f"write to {name} cfg={cfg!r} at a {self.step.branch} call")
+            if rows != slice(None):
+                parts = [h[: rows.start], value, h[rows.stop:]]
+                value = torch.cat([p for p in parts if p.shape[0]], 0)
+        env = self._envoy(path)
+        if kind == "out":
+            env.output = _streams.set_output(env.output, spec, self.step.T, stream, value)
+        elif kind == "in":
+            args, kwargs = env.inputs
+            env.inputs = _streams.set_input(args, kwargs, spec, self.step.T, stream, value)
+        else:
+            env.output = _streams.set_item(env.output, index, value)
+
+    def apply(self, edit, name: str, h=None):
+        """Apply ``edit`` to ``name`` at the current call; returns the value after it (``h`` = current value)."""
+        import torch
+
+        h = self._raw(name) if h is None else h
+        if not edit.applies_at(self.step.index):
+            return h
+        rows = self._rows(h, edit.cfg)
+        if rows is None:
+            return h
+        if rows == slice(None):
+            new = edit.apply(h, self.step.index)
+        else:
+            parts = [h[: rows.start], edit.apply(h[rows], self.step.index), h[rows.stop:]]
+            new = torch.cat([p for p in parts if p.shape[0]], 0)
+        self.write(name, new)
+        return new

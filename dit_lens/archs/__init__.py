@@ -1,0 +1,43 @@
+"""Registry of architecture files: one module per diffusers DiT class, each defining ``ARCH``.
+
+    ARCHS                  model class name -> Arch
+    arch_for(transformer)  the Arch of a transformer module (an unsupported class gets an error listing the
+                           supported ones)
+
+Adding an architecture = one file here defining ``ARCH`` + one row in tests/test_contract.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+
+from ._spec import Arch, Family, SequentialCFG
+
+__all__ = ["ARCHS", "Arch", "Family", "SequentialCFG", "arch_for"]
+
+
+def _load() -> dict[str, Arch]:
+    found: dict[str, Arch] = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        arch = dataclasses.replace(module.ARCH, source=module.__name__)
+        if arch.model_class in found:
+            raise RuntimeError(f"{arch.model_class} is declared twice: {found[arch.model_class].source}, "
+                               f"{arch.source}")
+        found[arch.model_class] = arch
+    return found
+
+
+ARCHS: dict[str, Arch] = _load()
+
+
+def arch_for(transformer) -> Arch:
+    for klass in type(transformer).__mro__:
+        if klass.__name__ in ARCHS:
+            return ARCHS[klass.__name__]
+    raise TypeError(f"dit-lens has no adapter for {type(transformer).__name__}; supported transformer classes: "
+                    f"{', '.join(sorted(ARCHS))}. Adding one is one file in dit_lens/archs/.")

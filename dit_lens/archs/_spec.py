@@ -1,0 +1,52 @@
+"""The data types an architecture file fills in (no logic beyond field checks).
+
+    Family(name, path, output, inputs, sites, txt_may_be_none)   one ModuleList of blocks
+    SequentialCFG(scale, default, needs, order)                  pipelines calling the transformer once per branch
+    Arch(model_class, families, ...)                              one diffusers transformer class
+
+Layout strings, for a block's return value (``output``) and for where its streams come in (``inputs``):
+    "txt,img"  a tuple (txt, img)          "img,txt"  a tuple (img, txt)
+    "img"      the image stream only        "joint"    one tensor [txt; img] split at the text length
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LAYOUTS = ("txt,img", "img,txt", "img", "joint")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # canonical family: double | single | blocks
+    path: str  # the ModuleList attribute on the transformer
+    output: str  # layout of the block's return value
+    inputs: dict  # stream ("img" | "txt" | "joint") -> (keyword, position) of the block's argument
+    # site -> stream -> (submodule path inside the block, index into its output or None for a plain tensor)
+    sites: dict = field(default_factory=dict)
+    txt_may_be_none: bool = False  # a block may return None for the text stream (SD3's last block)
+
+    def __post_init__(self):
+        if self.output not in LAYOUTS:
+            raise ValueError(f"family {self.name}: output layout {self.output!r} not in {LAYOUTS}")
+
+
+@dataclass(frozen=True)
+class SequentialCFG:
+    """The pipeline calls the transformer twice per step (cond then uncond, or as ``order`` says) when the keyword
+    ``scale`` (default ``default``) is > 1 and one of the keywords in ``needs`` is given."""
+
+    scale: str
+    default: float
+    needs: tuple
+    order: tuple = ("cond", "uncond")
+
+
+@dataclass(frozen=True)
+class Arch:
+    model_class: str  # diffusers class name of the transformer
+    families: tuple  # Family, ...
+    timestep: tuple = ("timestep", 2)  # (keyword, position) of the transformer's timestep argument
+    text: tuple = ("encoder_hidden_states", 1)  # (keyword, position) of its text-embedding argument
+    sequential_cfg: SequentialCFG | None = None
+    source: str = ""  # filled in by the registry: the file that declares this arch

@@ -1,0 +1,13 @@
+"""SanaTransformer2DModel (SANA, SANA 1.5): cross-attention blocks called with positional arguments
+(hidden_states, mask, encoder_hidden_states, ...), returning the image stream only. Its feed-forward works on a 2-D
+feature map, so only the self-attention output is exposed as a sub-site."""
+
+from ._spec import Arch, Family
+
+ARCH = Arch(
+    model_class="SanaTransformer2DModel",
+    families=(
+        Family("blocks", "transformer_blocks", output="img", inputs={"img": ("hidden_states", 0)},
+               sites={"attn_out": {"img": ("attn1", None)}}),
+    ),
+)

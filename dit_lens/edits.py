@@ -1,0 +1,150 @@
+"""Interventions as small frozen records: what to do to which names, steps, CFG branch, tokens and channels.
+
+    Edit                          the record (serialisable: ``to_dict`` / ``Edit.from_dict``)
+    zero, set_to, scale, add, patch   constructors for the five kinds
+    Edit.apply(h, step)           the edited copy of ``h`` (rows, tokens, channels) — never in place
+
+``set_to`` with one value per selected channel is mean-ablation; ``patch`` takes a tensor (rows or not) or a
+``{step: tensor}`` mapping, e.g. from a cache of another run. A value's last dims must match the selection
+(tokens x channels, or channels); mismatches raise before anything is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+
+KINDS = ("zero", "set", "scale", "add", "patch")
+BRANCHES = ("cond", "uncond")
+
+
+def _tuple(v) -> tuple | None:
+    if v is None:
+        return None
+    if isinstance(v, int):
+        return (v,)
+    if isinstance(v, torch.Tensor):
+        v = v.tolist()
+    return tuple(int(x) for x in v)
+
+
+@dataclass(frozen=True)
+class Edit:
+    kind: str
+    names: tuple  # canonical names or globs
+    value: Any = None
+    steps: tuple | None = None  # denoising step indices; None = every step
+    cfg: str | None = None  # "cond" | "uncond"; None = every row
+    tokens: tuple | None = None  # token indices within the stream; None = all
+    channels: tuple | None = None  # channel indices; None = all
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"edit kind {self.kind!r} not in {KINDS}")
+        if self.cfg is not None and self.cfg not in BRANCHES:
+            raise ValueError(f"cfg={self.cfg!r}: expected one of {BRANCHES} or None")
+        if self.kind in ("set", "scale", "add", "patch") and self.value is None:
+            raise ValueError(f"a {self.kind!r} edit needs a value")
+        for field in ("steps", "tokens", "channels"):
+            sel = getattr(self, field)
+            if sel is not None and (len(sel) == 0 or min(sel) < 0):
+                raise ValueError(f"{field}={sel}: indices must be a non-empty list of non-negative integers")
+
+    def applies_at(self, step: int) -> bool:
+        if self.steps is not None and step not in self.steps:
+            return False
+        return not (isinstance(self.value, Mapping) and step not in self.value)
+
+    def check(self, name: str, tokens: int, channels: int, num_steps: int) -> None:
+        """Raise if the selection does not fit a name of ``tokens`` x ``channels`` in a run of ``num_steps``."""
+        for field, size in (("tokens", tokens), ("channels", channels), ("steps", num_steps)):
+            sel = getattr(self, field)
+            if sel is not None and max(sel) >= size:
+                raise IndexError(f"{self.kind} edit on {name}: {field} index {max(sel)} out of range "
+                                 f"(valid 0..{size - 1})")
+        if isinstance(self.value, Mapping):
+            bad = [s for s in self.value if not 0 <= int(s) < num_steps]
+            if bad:
+                raise IndexError(f"{self.kind} edit on {name}: value given for steps {bad}, run has {num_steps}")
+
+    def _value_at(self, step: int) -> Any:
+        return self.value[step] if isinstance(self.value, Mapping) else self.value
+
+    def apply(self, h: torch.Tensor, step: int) -> torch.Tensor:
+        """Return an edited copy of ``h`` (rows, tokens, channels)."""
+        tok = slice(None) if self.tokens is None else torch.tensor(self.tokens, device=h.device)
+        ch = slice(None) if self.channels is None else torch.tensor(self.channels, device=h.device)
+        out = h.clone()
+        sub = out[:, tok] if self.tokens is not None else out
+        sub = sub[:, :, ch] if self.channels is not None else sub
+        v = self._value_at(step)
+        if isinstance(v, torch.Tensor):
+            v = v.to(device=h.device, dtype=h.dtype)
+            if v.dim() and v.shape[-1] != sub.shape[-1] or v.dim() >= 2 and v.shape[-2] != sub.shape[-2]:
+                raise ValueError(f"{self.kind} edit: value of shape {tuple(v.shape)} does not fit the selection "
+                                 f"(rows, tokens, channels) = {tuple(sub.shape)}")
+        if self.kind == "zero":
+            new = torch.zeros_like(sub)
+        elif self.kind == "scale":
+            new = sub * v
+        elif self.kind == "add":
+            new = sub + v
+        else:  # set / patch
+            new = torch.zeros_like(sub) + v
+        if self.tokens is not None and self.channels is not None:
+            rows = torch.arange(h.shape[0], device=h.device)[:, None, None]
+            out[rows, tok[None, :, None], ch[None, None, :]] = new
+        elif self.tokens is not None:
+            out[:, tok] = new
+        elif self.channels is not None:
+            out[:, :, ch] = new
+        else:
+            out = new
+        return out
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        v = self.value
+        if isinstance(v, torch.Tensor):
+            d["value"] = {"tensor_shape": list(v.shape)}
+        elif isinstance(v, Mapping):
+            d["value"] = {"steps": sorted(int(s) for s in v)}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Edit":
+        return cls(**{k: _tuple(v) if k in ("steps", "tokens", "channels") else
+                      (tuple(v) if k == "names" else v) for k, v in d.items()})
+
+
+def _make(kind: str, names, value=None, *, steps=None, cfg=None, tokens=None, channels=None) -> Edit:
+    names = (names,) if isinstance(names, str) else tuple(names)
+    return Edit(kind, names, value, _tuple(steps), cfg, _tuple(tokens), _tuple(channels))
+
+
+def zero(names: str | Sequence[str], **where) -> Edit:
+    """Zero the selection."""
+    return _make("zero", names, **where)
+
+
+def set_to(names: str | Sequence[str], value, **where) -> Edit:
+    """Set the selection to ``value`` (a number, or a tensor broadcast over it: per-channel means = mean-ablation)."""
+    return _make("set", names, torch.as_tensor(value, dtype=torch.float32) if not isinstance(value, Mapping)
+                 else value, **where)
+
+
+def scale(names: str | Sequence[str], factor: float, **where) -> Edit:
+    """Multiply the selection by ``factor``."""
+    return _make("scale", names, float(factor), **where)
+
+
+def add(names: str | Sequence[str], vector, **where) -> Edit:
+    """Add ``vector`` (broadcast over the selection, e.g. one value per selected channel)."""
+    return _make("add", names, torch.as_tensor(vector, dtype=torch.float32), **where)
+
+
+def patch(names: str | Sequence[str], source, **where) -> Edit:
+    """Replace the selection by ``source``: a tensor, or ``{step: tensor}`` (only those steps are patched)."""
+    return _make("patch", names, source, **where)

@@ -1,0 +1,208 @@
+"""The lens contract, run on a tiny random-weight pipeline of every supported architecture (tests/tiny_pipelines.py).
+
+Adding an architecture = one file in dit_lens/archs/ + one row in tiny_pipelines.BUILDERS.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dit_lens import Lens, zero
+from tiny_pipelines import BUILDERS
+
+STEPS = 3
+SEQUENTIAL = {"flux_true_cfg", "qwenimage"}  # two transformer calls per step: see test_sequential_cfg_...
+
+
+def _case(key):
+    builder, families = BUILDERS[key]
+    pipe, kw = builder()
+    lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
+    return key, lens, kw, families
+
+
+@pytest.fixture(scope="module", params=sorted(BUILDERS))
+def case(request):
+    return _case(request.param)
+
+
+@pytest.fixture(scope="module", params=sorted(set(BUILDERS) - SEQUENTIAL))
+def batch_case(request):
+    return _case(request.param)
+
+
+def _run(lens, kw, **extra):
+    return lens.generate(num_inference_steps=STEPS, seed=0, **kw, **extra)
+
+
+def _rows(kw):
+    return 2 if "prompt" not in kw else len(kw["prompt"])
+
+
+def test_families_and_every_name_resolves(case):
+    key, lens, kw, families = case
+    assert {n.split(".")[0] for n in lens.names()} == families
+    assert lens.names("*.*.img.resid_post"), "every model has image-stream outputs"
+    g = _run(lens, kw, cache="*")
+    calls = 2 if key in ("flux_true_cfg", "qwenimage") else 1
+    for name in lens.names():
+        tokens, channels = lens.shape(name)
+        for s in range(STEPS):
+            keys = [(name, s)] if calls == 1 else [(name, s, "cond"), (name, s, "uncond")]
+            for k in keys:
+                v = g.cache[k]
+                assert v.shape[1:] == (tokens, channels), (name, v.shape)
+                assert v.shape[0] in (_rows(kw), 2 * _rows(kw))
+                assert torch.isfinite(v).all()
+    assert len(g.timesteps) == STEPS and len(set(g.timesteps)) == STEPS
+
+
+def test_depth_order_is_execution_order(case):
+    _, lens, _, _ = case
+    blocks = lens.info()["blocks"]
+    assert [b["depth"] for b in blocks] == list(range(len(blocks)))
+    fams = [b["block"].split(".")[0] for b in blocks]
+    if "single" in fams:  # double-stream blocks run before single-stream ones
+        assert fams.index("single") > max(i for i, f in enumerate(fams) if f == "double")
+    depths = [lens.depth(n) for n in lens.names()]
+    assert depths == sorted(depths)
+
+
+def _raw_outputs(lens, kw):
+    """Plain torch forward hooks: every block's raw return value on the first transformer call of each step."""
+    pipe = lens.pipeline
+    seen, handles = {}, []
+    for b in lens.info()["blocks"]:
+        mod = pipe.transformer.get_submodule(b["module"].split(".", 1)[1])
+
+        def hook(m, a, k, out, name=b["block"]):
+            seen.setdefault(name, []).append(out)
+        handles.append(mod.register_forward_hook(hook, with_kwargs=True))
+    try:
+        # nnsight's seed=s gives image i the seed s + i
+        args = dict(kw, num_inference_steps=STEPS, generator=[torch.Generator().manual_seed(i)
+                                                                for i in range(_rows(kw))])
+        result = pipe(**args)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen, result
+
+
+def test_stream_split_equals_manual_slice(batch_case):
+    key, lens, kw, _ = batch_case
+    g = _run(lens, kw, cache="*.*.*.resid_post")
+    raw, _ = _raw_outputs(lens, kw)
+    T = None
+    for name in lens.names("*.*.*.resid_post"):
+        fam, i, stream, _ = name.split(".")
+        out = raw[f"{fam}.{i}"][STEPS - 1]
+        layout = [f for f in lens.arch.families if f.name == fam][0].output
+        if layout == "txt,img":
+            manual = out[0] if stream == "txt" else out[1]
+        elif layout == "img,txt":
+            manual = out[1] if stream == "txt" else out[0]
+        elif layout == "img":
+            manual = out
+        else:  # joint [txt; img]
+            T = lens.shape(name.replace("img", "txt"))[0] if stream == "img" else lens.shape(name)[0]
+            manual = out[:, :T] if stream == "txt" else out[:, T:]
+        assert torch.equal(g.cache[name, STEPS - 1], manual), name
+
+
+def test_edit_changes_only_named_channels_from_its_step_on(batch_case):
+    key, lens, kw, _ = batch_case
+    names = lens.names("*.*.img.resid_post")
+    target = names[len(names) // 2]
+    base = _run(lens, kw, cache="*")
+    edited = _run(lens, kw, cache="*", edits=[zero(target, steps=[1], channels=[0, 2])])
+    order = lens.names()
+    for (name, s), v in base.cache.items():
+        e = edited.cache[name, s]
+        if s < 1 or (s == 1 and order.index(name) < order.index(target)):
+            assert torch.equal(v, e), (name, s)
+    v, e = base.cache[target, 1], edited.cache[target, 1]
+    changed = (v != e).any(0).any(0).nonzero().flatten().tolist()
+    assert changed == [0, 2]
+    assert torch.all(e[:, :, [0, 2]] == 0)
+    assert not torch.equal(base.images, edited.images) if isinstance(base.images, torch.Tensor) else \
+        (base.images != edited.images).any()
+
+
+def test_edit_equals_torch_forward_hook(batch_case):
+    key, lens, kw, _ = batch_case
+    target = lens.names("*.*.img.resid_post")[-1]
+    fam, i = target.split(".")[:2]
+    layout = [f for f in lens.arch.families if f.name == fam][0].output
+    module = [b["module"] for b in lens.info()["blocks"] if b["block"] == f"{fam}.{i}"][0].split(".", 1)[1]
+    T = lens.shape(target.replace(".img.", ".txt."))[0] if layout == "joint" else None
+    calls = {"n": 0}
+
+    def hook(m, a, k, out):
+        calls["n"] += 1
+        if calls["n"] != 2:  # step 1
+            return None
+        if layout == "img":
+            out = out.clone()
+            out[:, :, 5] = 0
+            return out
+        if layout == "joint":
+            out = out.clone()
+            out[:, T:, 5] = 0
+            return out
+        j = 1 if layout == "txt,img" else 0
+        img = out[j].clone()
+        img[:, :, 5] = 0
+        return (out[0], img) if j == 1 else (img, out[1])
+
+    h = lens.pipeline.transformer.get_submodule(module).register_forward_hook(hook, with_kwargs=True)
+    try:
+        _, hooked = _raw_outputs(lens, kw)
+    finally:
+        h.remove()
+    ours = _run(lens, kw, edits=[zero(target, steps=[1], channels=[5])])
+    a = hooked.images
+    b = ours.images
+    assert (torch.equal(torch.as_tensor(a), torch.as_tensor(b)))
+
+
+def test_sequential_cfg_maps_calls_to_steps():
+    for key in ("flux_true_cfg", "qwenimage"):
+        pipe, kw = BUILDERS[key][0]()
+        lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
+        name = lens.names("double.0.img.resid_post")[0]
+        base = _run(lens, kw, cache=name)
+        assert sorted(base.cache) == sorted((name, s, b) for s in range(STEPS) for b in ("cond", "uncond"))
+        assert len(base.timesteps) == STEPS
+        # cond and uncond calls see different text, so their streams differ
+        assert not torch.equal(base.cache[name, 0, "cond"], base.cache[name, 0, "uncond"])
+        only_uncond = _run(lens, kw, cache=name, edits=[zero(name, steps=[2], cfg="uncond")])
+        assert torch.equal(only_uncond.cache[name, 2, "cond"], base.cache[name, 2, "cond"])
+        assert torch.all(only_uncond.cache[name, 2, "uncond"] == 0)
+
+
+def test_batch_cfg_edit_touches_one_branch():
+    pipe, kw = BUILDERS["sd3"][0]()
+    lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
+    name = "double.0.img.resid_post"
+    base = _run(lens, kw, cache=name)
+    ed = _run(lens, kw, cache=name, edits=[zero(name, steps=[1], cfg="cond")])
+    b, e = base.cache[name, 1], ed.cache[name, 1]
+    assert torch.equal(b[:2], e[:2])  # uncond rows first
+    assert torch.all(e[2:] == 0)
+
+
+def test_every_site_kind_is_editable(batch_case):
+    _, lens, kw, _ = batch_case
+    base = _run(lens, kw)
+    for site in ("resid_pre", "attn_out", "mlp_out", "resid_post"):
+        for stream in ("img", "txt"):
+            names = [n for n in lens.names() if n.endswith(f".{stream}.{site}")]
+            if not names:
+                continue
+            name = names[0]
+            g = _run(lens, kw, cache=name, edits=[zero(name, steps=[0], channels=[1])])
+            assert torch.all(g.cache[name, 0][:, :, 1] == 0), name
+            differs = (torch.as_tensor(g.images) != torch.as_tensor(base.images)).any()
+            assert differs, f"zeroing {name} had no effect on the output"

@@ -1,0 +1,165 @@
+"""Lens behaviour beyond the per-architecture contract: names, errors, edit kinds, caches, remote=local, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import dit_lens
+from dit_lens import Lens, add, patch, scale, set_to, zero
+from dit_lens.names import expand, parse
+from tiny_pipelines import flux
+
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def flux_lens():
+    pipe, kw = flux()
+    return Lens(pipe, example=dict(kw, num_inference_steps=1)), kw
+
+
+def test_parse_and_glob():
+    assert str(parse("double.3.img.resid_post")) == "double.3.img.resid_post"
+    valid = ["double.0.img.resid_post", "double.1.img.resid_post", "single.0.img.resid_post"]
+    assert expand("double.*.img.resid_post", valid) == valid[:2]
+    assert expand(["single.0.img.resid_post", "double.0.*"], valid) == [valid[0], valid[2]]
+    with pytest.raises(KeyError, match="family 'triple'"):
+        parse("triple.0.img.resid_post")
+
+
+def test_unknown_name_names_ranges_and_closest(flux_lens):
+    lens, _ = flux_lens
+    with pytest.raises(KeyError) as e:
+        lens.names("double.7.img.resid_post")
+    msg = str(e.value)
+    assert "double.0-1" in msg and "single.0-1" in msg and "closest match: 'double.1.img.resid_post'" in msg
+    with pytest.raises(KeyError, match="not a canonical name"):
+        lens.names("transformer_blocks.0")
+
+
+def test_bad_indices_fail_before_running(flux_lens):
+    lens, kw = flux_lens
+    tokens, channels = lens.shape("double.0.img.resid_post")
+    cases = [
+        (dict(channels=[channels]), f"channels index {channels} out of range"),
+        (dict(tokens=[tokens + 3]), "tokens index"),
+        (dict(steps=[STEPS]), "steps index"),
+    ]
+    for where, msg in cases:
+        with pytest.raises(IndexError, match=msg):
+            lens.generate(num_inference_steps=STEPS, seed=0, edits=[zero("double.0.img.resid_post", **where)], **kw)
+    with pytest.raises(ValueError, match="num_inference_steps is required"):
+        lens.generate(seed=0, **kw)
+    with pytest.raises(IndexError, match="cache_steps"):
+        lens.generate(num_inference_steps=STEPS, cache="double.0.img.resid_post", cache_steps=[5], **kw)
+    with pytest.raises(ValueError, match="indices must be"):
+        zero("double.0.img.resid_post", channels=[-1])
+
+
+def test_unsupported_architecture_lists_supported():
+    from diffusers import DiTTransformer2DModel
+
+    class Pipe:
+        transformer = DiTTransformer2DModel(num_layers=1, attention_head_dim=8, num_attention_heads=2, in_channels=4,
+                                            sample_size=4)
+    with pytest.raises(TypeError, match="no adapter for DiTTransformer2DModel.*FluxTransformer2DModel"):
+        dit_lens.archs.arch_for(Pipe.transformer)
+
+
+def test_adapter_mismatch_is_loud(flux_lens, monkeypatch):
+    import dataclasses
+
+    from dit_lens import _validate
+    from dit_lens.archs import ARCHS
+
+    lens, kw = flux_lens
+    arch = ARCHS["FluxTransformer2DModel"]
+    wrong = dataclasses.replace(arch, families=(dataclasses.replace(arch.families[0], output="img"),
+                                                arch.families[1]))
+    with pytest.raises(_validate.AdapterMismatch, match=r"transformer_blocks.0 \(double.0\) returned \(Tensor"):
+        _validate.probe(lens.pipeline, wrong, dict(kw, num_inference_steps=1))
+
+
+def test_edit_kinds(flux_lens):
+    lens, kw = flux_lens
+    name = "single.0.img.resid_post"
+    base = lens.generate(num_inference_steps=STEPS, seed=0, cache=name, **kw)
+    h = base.cache[name, 1]
+    channels = h.shape[-1]
+    mean = h.mean(dim=(0, 1))[[3, 4]]
+    vec = torch.arange(channels, dtype=torch.float32)
+    donor = torch.full_like(h[:, :2, :], 7.0)
+    checks = [
+        (zero(name, steps=[1], channels=[3]), lambda e: torch.all(e[:, :, 3] == 0)),
+        (set_to(name, mean, steps=[1], channels=[3, 4]), lambda e: torch.allclose(e[:, :, [3, 4]], mean.expand(
+            h.shape[0], h.shape[1], 2))),
+        (scale(name, 2.0, steps=[1], tokens=[0, 1]), lambda e: torch.equal(e[:, :2], h[:, :2] * 2)
+         and torch.equal(e[:, 2:], h[:, 2:])),
+        (add(name, vec, steps=[1]), lambda e: torch.allclose(e, h + vec)),
+        (patch(name, {1: donor}, tokens=[0, 1]), lambda e: torch.all(e[:, :2] == 7.0) and torch.equal(e[:, 2:],
+                                                                                                      h[:, 2:])),
+    ]
+    for edit, ok in checks:
+        g = lens.generate(num_inference_steps=STEPS, seed=0, cache=name, edits=[edit], **kw)
+        assert ok(g.cache[name, 1]), edit.kind
+        assert torch.equal(g.cache[name, 0], base.cache[name, 0]), edit.kind
+
+
+def test_patch_value_shape_mismatch_is_an_error(flux_lens):
+    lens, kw = flux_lens
+    with pytest.raises(Exception, match="does not fit the selection"):
+        lens.generate(num_inference_steps=STEPS, seed=0, edits=[
+            patch("single.0.img.resid_post", torch.zeros(3, 5), channels=[1, 2])], **kw)
+
+
+def test_each_edit_kind_identical_under_remote_local(flux_lens):
+    lens, kw = flux_lens
+    name = "double.1.img.resid_post"
+    edits = [zero(name, steps=[1], channels=[0, 3]), set_to(name, 0.5, steps=[0], channels=[1]),
+             scale("single.0.txt.resid_pre", 2.0, steps=[2]), add(name, torch.ones(32), steps=[1]),
+             patch(name, {2: torch.zeros(2, 16, 32)})]
+    for edit in edits:
+        local = lens.generate(num_inference_steps=STEPS, seed=0, edits=[edit], cache="single.1.img.resid_post", **kw)
+        remote = lens.generate(num_inference_steps=STEPS, seed=0, edits=[edit], cache="single.1.img.resid_post",
+                               remote="local", **kw)
+        assert torch.equal(local.images, remote.images), edit.kind
+        assert all(torch.equal(local.cache[k], remote.cache[k]) for k in local.cache)
+
+
+def test_run_with_cache_and_stack(flux_lens):
+    lens, kw = flux_lens
+    images, cache = lens.run_with_cache(names="*.*.img.resid_post", num_inference_steps=STEPS, steps=[0, 2], seed=0,
+                                        **kw)
+    assert cache.steps == [0, 2]
+    assert cache.names == lens.names("*.*.img.resid_post")
+    assert cache.stack("double.0.img.resid_post").shape == (2, 2, 16, 32)
+
+
+def test_in_trace_api(flux_lens):
+    lens, kw = flux_lens
+    with lens.trace(num_inference_steps=STEPS, seed=0, **kw) as tracer:
+        seen = list().save()
+        for step in tracer.dit.steps():
+            h = tracer.dit.read("double.1.img.resid_post")
+            seen.append((step.index, tuple(h.shape)))
+            if step.index == 1:
+                tracer.dit.write("double.1.img.resid_post", h * 0)
+        out = lens.model.output.save()
+    assert seen == [(0, (2, 16, 32)), (1, (2, 16, 32)), (2, (2, 16, 32))]
+    g = lens.generate(num_inference_steps=STEPS, seed=0, edits=[zero("double.1.img.resid_post", steps=[1])], **kw)
+    assert torch.equal(out.images, g.images)
+
+
+def test_cli_names_json(capsys):
+    from dit_lens.cli import main
+
+    assert main(["names", "--json", "double.*.img.resid_post"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["transformer"] == "FluxTransformer2DModel"
+    assert list(info["names"]) == ["double.0.img.resid_post", "double.1.img.resid_post"]
+    assert info["names"]["double.1.img.resid_post"] == {"tokens": 256, "channels": 128, "depth": 1}
+    assert main(["names", "double.9.img.resid_post"]) == 2
+    assert "closest match" in capsys.readouterr().err
