@@ -26,7 +26,7 @@ class Step:
 
 class Run:
     def __init__(self, tracer, transformer, table: dict, *, images: int, steps: int, calls_per_step: int,
-                 order: tuple, timestep: tuple, text: tuple):
+                 order: tuple, timestep: tuple, text: tuple, text_extra: int = 0):
         self.tracer = tracer
         self.transformer = transformer
         self.table = table  # name -> ("out", path, layout, None) | ("in", path, inputs, None) | ("sub", path, i)
@@ -34,7 +34,7 @@ class Run:
         self.num_steps = steps
         self.calls_per_step = calls_per_step
         self.order = order
-        self._timestep, self._text = timestep, text
+        self._timestep, self._text, self._text_extra = timestep, text, text_extra
         self.step: Step | None = None
 
     def _envoy(self, path: str):
@@ -53,7 +53,7 @@ class Run:
             text = kwargs[kw] if kw in kwargs else (args[pos] if pos < len(args) else None)
             branch = "batch" if self.calls_per_step == 1 else self.order[call % self.calls_per_step]
             self.step = Step(call // self.calls_per_step, call, branch,
-                             None if text is None else int(text.shape[1]), t)
+                             None if text is None else int(text.shape[1]) + self._text_extra, t)
             yield self.step
 
     def _raw(self, name):

@@ -40,6 +40,11 @@ class Probe:
     txt_tokens: int = 0
 
 
+def text_extra(transformer, arch: Arch) -> int:
+    """Tokens the transformer prepends to the text stream inside its blocks (e.g. AuraFlow's registers)."""
+    return 0 if arch.text_extra is None else int(getattr(transformer, arch.text_extra).shape[1])
+
+
 def _describe(v) -> str:
     if v is None:
         return "None"
@@ -77,7 +82,7 @@ def probe(pipeline, arch: Arch, example: dict) -> Probe:
         if calls["n"] == 1:
             kw, pos = arch.text
             text = kwargs.get(kw, args[pos] if pos < len(args) else None)
-            calls["T"] = text.shape[1] if isinstance(text, torch.Tensor) else None
+            calls["T"] = text.shape[1] + text_extra(transformer, arch) if isinstance(text, torch.Tensor) else None
 
     def hook(key):
         def fn(module, args, kwargs, output):

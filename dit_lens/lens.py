@@ -22,7 +22,7 @@ import torch
 
 from . import _nnsight
 from ._run import Run
-from ._validate import probe
+from ._validate import probe, text_extra
 from .archs import arch_for
 from .edits import Edit
 from .names import NameError_, expand
@@ -167,14 +167,16 @@ class Lens:
         if cfg is None:
             return 1
         scale = kwargs.get(cfg.scale, cfg.default)
-        active = scale is not None and scale > 1 and any(kwargs.get(k) is not None for k in cfg.needs)
+        active = scale is not None and scale > 1 and (not cfg.needs or any(kwargs.get(k) is not None
+                                                                             for k in cfg.needs))
         return 2 if active else 1
 
     def _make_run(self, tracer, prompt, num_inference_steps, kwargs) -> Run:
         cfg = self.arch.sequential_cfg
         return Run(tracer, self.model.transformer, self._table, images=_count_images(prompt, kwargs),
                    steps=num_inference_steps, calls_per_step=self._calls_per_step(kwargs),
-                   order=cfg.order if cfg else ("cond",), timestep=self.arch.timestep, text=self.arch.text)
+                   order=cfg.order if cfg else ("cond",), timestep=self.arch.timestep, text=self.arch.text,
+                   text_extra=text_extra(self.pipeline.transformer, self.arch))
 
     @staticmethod
     def _need_steps(num_inference_steps) -> int:

@@ -12,7 +12,7 @@ from dit_lens import Lens, zero
 from tiny_pipelines import BUILDERS
 
 STEPS = 3
-SEQUENTIAL = {"flux_true_cfg", "qwenimage"}  # two transformer calls per step: see test_sequential_cfg_...
+SEQUENTIAL = {"flux_true_cfg", "qwenimage", "cogview4", "chroma"}  # two transformer calls per step: see test_sequential_cfg_...
 
 
 def _case(key):
@@ -45,7 +45,7 @@ def test_families_and_every_name_resolves(case):
     assert {n.split(".")[0] for n in lens.names()} == families
     assert lens.names("*.*.img.resid_post"), "every model has image-stream outputs"
     g = _run(lens, kw, cache="*")
-    calls = 2 if key in ("flux_true_cfg", "qwenimage") else 1
+    calls = 2 if key in SEQUENTIAL else 1
     for name in lens.names():
         tokens, channels = lens.shape(name)
         for s in range(STEPS):
@@ -168,7 +168,7 @@ def test_edit_equals_torch_forward_hook(batch_case):
 
 
 def test_sequential_cfg_maps_calls_to_steps():
-    for key in ("flux_true_cfg", "qwenimage"):
+    for key in sorted(SEQUENTIAL):
         pipe, kw = BUILDERS[key][0]()
         lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
         name = lens.names("double.0.img.resid_post")[0]

@@ -121,6 +121,54 @@ def sana(batch=2):
     return pipe, kw
 
 
+def cogview4(batch=2):
+    from diffusers import CogView4Pipeline, CogView4Transformer2DModel
+
+    torch.manual_seed(0)
+    tr = CogView4Transformer2DModel(patch_size=2, in_channels=4, num_layers=2, attention_head_dim=4,
+                                    num_attention_heads=4, out_channels=4, text_embed_dim=32, time_embed_dim=8,
+                                    condition_dim=4)
+    pipe = CogView4Pipeline(tokenizer=None, text_encoder=None, vae=None, transformer=tr,
+                            scheduler=FlowMatchEulerDiscreteScheduler())
+    kw = dict(prompt_embeds=_embeds(batch, 6, 32), negative_prompt_embeds=_embeds(batch, 6, 32, seed=3),
+              guidance_scale=5.0, height=64, width=64, output_type="latent")
+    return pipe, kw
+
+
+def auraflow(batch=2):
+    from diffusers import AuraFlowPipeline, AuraFlowTransformer2DModel
+
+    torch.manual_seed(0)
+    tr = AuraFlowTransformer2DModel(sample_size=32, patch_size=2, in_channels=4, num_mmdit_layers=1,
+                                    num_single_dit_layers=2, attention_head_dim=8, num_attention_heads=4,
+                                    caption_projection_dim=32, joint_attention_dim=32, out_channels=4,
+                                    pos_embed_max_size=256)
+    pipe = AuraFlowPipeline(tokenizer=None, text_encoder=None, vae=None, transformer=tr,
+                            scheduler=FlowMatchEulerDiscreteScheduler())
+    mask = torch.ones(batch, 6, dtype=torch.long)
+    kw = dict(prompt_embeds=_embeds(batch, 6, 32), prompt_attention_mask=mask,
+              negative_prompt_embeds=_embeds(batch, 6, 32, seed=3), negative_prompt_attention_mask=mask,
+              guidance_scale=3.5, height=64, width=64, output_type="latent")
+    return pipe, kw
+
+
+def chroma(batch=2):
+    from diffusers import ChromaPipeline, ChromaTransformer2DModel
+
+    torch.manual_seed(0)
+    tr = ChromaTransformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=2,
+                                  attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32,
+                                  axes_dims_rope=[4, 4, 8], approximator_hidden_dim=32, approximator_layers=1,
+                                  approximator_num_channels=16)
+    pipe = ChromaPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None,
+                          transformer=tr)
+    mask = torch.ones(batch, 6, dtype=torch.bool)
+    kw = dict(prompt_embeds=_embeds(batch, 6, 32), negative_prompt_embeds=_embeds(batch, 6, 32, seed=3),
+              prompt_attention_mask=mask, negative_prompt_attention_mask=mask,
+              guidance_scale=5.0, height=64, width=64, output_type="latent")
+    return pipe, kw
+
+
 def tiny_shapes(batch=2):
     from dit_lens.tiny.pipeline import build
 
@@ -140,4 +188,7 @@ BUILDERS = {
     "pixart": (pixart, {"blocks"}),
     "sana": (sana, {"blocks"}),
     "tiny": (tiny_shapes, {"double", "single"}),
+    "cogview4": (cogview4, {"double"}),
+    "auraflow": (auraflow, {"double", "single"}),
+    "chroma": (chroma, {"double", "single"}),
 }

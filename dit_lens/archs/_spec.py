@@ -34,7 +34,8 @@ class Family:
 @dataclass(frozen=True)
 class SequentialCFG:
     """The pipeline calls the transformer twice per step (cond then uncond, or as ``order`` says) when the keyword
-    ``scale`` (default ``default``) is > 1 and one of the keywords in ``needs`` is given."""
+    ``scale`` (default ``default``) is > 1 and, if ``needs`` is not empty, one of the keywords in ``needs`` is
+    given."""
 
     scale: str
     default: float
@@ -49,4 +50,6 @@ class Arch:
     timestep: tuple = ("timestep", 2)  # (keyword, position) of the transformer's timestep argument
     text: tuple = ("encoder_hidden_states", 1)  # (keyword, position) of its text-embedding argument
     sequential_cfg: SequentialCFG | None = None
+    # a transformer attribute (tensor) whose dim-1 length is prepended to the text inside the blocks (registers)
+    text_extra: str | None = None
     source: str = ""  # filled in by the registry: the file that declares this arch
