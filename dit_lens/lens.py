@@ -92,7 +92,9 @@ class Lens:
         if transformer is None:
             raise TypeError(f"{type(self.pipeline).__name__} has no 'transformer' component; dit-lens reads "
                             f"Diffusion Transformer pipelines")
-        transformer.eval()
+        for component in self.pipeline.components.values():
+            if isinstance(component, torch.nn.Module):
+                component.eval()  # components built from a config start in train mode (dropout)
         self.arch = arch_for(transformer)
         self.example = dict(example) if example is not None else self._default_example()
         try:

@@ -163,3 +163,14 @@ def test_cli_names_json(capsys):
     assert info["names"]["double.1.img.resid_post"] == {"tokens": 256, "channels": 128, "depth": 1}
     assert main(["names", "double.9.img.resid_post"]) == 2
     assert "closest match" in capsys.readouterr().err
+
+
+def test_load_from_save_pretrained_folder(tmp_path, flux_lens):
+    lens, kw = flux_lens
+    lens.pipeline.save_pretrained(tmp_path)
+    absent = dict(vae=None, text_encoder=None, text_encoder_2=None, tokenizer=None, tokenizer_2=None)
+    loaded = Lens(str(tmp_path), example=dict(kw, num_inference_steps=1), **absent)
+    assert loaded.names() == lens.names()
+    a = loaded.generate(num_inference_steps=2, seed=0, **kw).images
+    b = lens.generate(num_inference_steps=2, seed=0, **kw).images
+    assert torch.equal(a, b)

@@ -25,13 +25,28 @@ def demo_prompts(n: int = 20) -> list[str]:
 
 
 def channel_profile(cache, names, k: int = 4) -> dict:
-    """mean |x| over (rows, tokens, steps) per channel -> ratio of the top channel to the median, top-k channels."""
+    """Per name: channel magnitudes m[c] = mean |x| over tokens, per (step, image), then
+      top1_over_median  mean over cases of max(m) / median(m)
+      max_abs           largest |x| anywhere, and its ratio to the median |x|
+      top               the k channels with the largest m averaged over cases
+      top1_agreement    fraction of cases whose top-1 channel is the overall top-1
+      topk_jaccard      mean Jaccard of each case's top-k set with the overall top-k"""
     out = {}
     for name in names:
-        x = cache.stack(name).abs().float().mean(dim=(0, 1, 2))
-        order = torch.argsort(x, descending=True)
-        out[name] = dict(top1_over_median=float(x[order[0]] / x.median()), top=order[:k].tolist(),
-                         top_values=[round(float(v), 3) for v in x[order[:k]]], median=float(x.median()))
+        x = cache.stack(name).float()  # (steps, rows, tokens, channels)
+        m = x.abs().mean(dim=2).reshape(-1, x.shape[-1])  # (cases, channels)
+        overall = m.mean(0)
+        top = torch.argsort(overall, descending=True)[:k]
+        case_top = torch.topk(m, k, dim=1).indices
+        jac = [len(set(r.tolist()) & set(top.tolist())) / len(set(r.tolist()) | set(top.tolist())) for r in case_top]
+        out[name] = dict(
+            top1_over_median=round(float((m.max(1).values / m.median(1).values).mean()), 2),
+            max_abs=round(float(x.abs().max()), 3),
+            max_over_median_abs=round(float(x.abs().max() / x.abs().median()), 1),
+            top=top.tolist(),
+            top1_agreement=round(float((case_top[:, 0] == top[0]).float().mean()), 3),
+            topk_jaccard=round(float(sum(jac) / len(jac)), 3),
+        )
     return out
 
 
@@ -85,7 +100,7 @@ def demo(out, model: str = "tiny", steps: int = 20, seed: int = 0, n: int = 20, 
     t0 = time.time()
     lens = Lens(model)
     prompts = demo_prompts(n)
-    names = lens.names("*.*.img.resid_post")
+    names = lens.names("*.*.*.resid_post")
     g = lens.generate(prompts, num_inference_steps=steps, seed=seed, guidance_scale=guidance_scale, cache=names,
                       cache_cfg="cond")
     seconds = time.time() - t0
@@ -93,7 +108,7 @@ def demo(out, model: str = "tiny", steps: int = 20, seed: int = 0, n: int = 20, 
     scores = evaluate.score(images, prompts)
     profile = channel_profile(g.cache, names)
     _grid(images, prompts, scores, out / "grid.png")
-    _profile_figure(profile, out / "profile.png")
+    _profile_figure({n: v for n, v in profile.items() if ".img." in n}, out / "profile.png")
     report = dict(model=model, steps=steps, seed=seed, guidance_scale=guidance_scale, prompts=prompts,
                   seconds=round(seconds, 2), scores=scores.to_dict(), channel_profile=profile)
     (out / "scores.json").write_text(json.dumps(report, indent=2))
