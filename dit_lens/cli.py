@@ -2,6 +2,9 @@
 
     dit-lens names [PATTERN ...] [--model M] [--json]    canonical names of a model (with shapes and depth)
     dit-lens demo --out DIR [--model tiny]               generate a grid with the embedded model and score it
+    dit-lens record STORE --prompts P ... [--names GLOB] [--steps N] [--stats-only] [--resume]
+                                                         record activations into an xarray/zarr store
+    dit-lens info STORE [--json]                         summarise a store
 
 ``--model`` is "tiny" (the embedded model, the default), a folder in diffusers' save_pretrained layout, or a hub id.
 """
@@ -42,6 +45,55 @@ def _demo(a) -> int:
     return 0
 
 
+def _record(a) -> int:
+    from .lens import Lens
+    from .record import record
+
+    prompts = list(a.prompts)
+    if a.prompts_file:
+        with open(a.prompts_file) as f:
+            prompts += [line.strip() for line in f if line.strip()]
+    if not prompts:
+        raise ValueError("no prompts: give --prompts or --prompts-file")
+    opts = json.loads(a.storage_options) if a.storage_options else None
+    lens = Lens(a.model)
+    kwargs = {} if a.guidance_scale is None else {"guidance_scale": a.guidance_scale}
+    record(lens, a.store, prompts, seeds=a.seeds, names=a.names, num_inference_steps=a.num_inference_steps,
+           steps=a.record_steps, cfg=a.cfg, stats_only=a.stats_only, batch_size=a.batch_size,
+           samples=a.samples, resume=a.resume, storage_options=opts, **kwargs)
+    print(f"recorded {len(prompts) * len(a.seeds)} samples -> {a.store}")
+    return 0
+
+
+def _info(a) -> int:
+    from .store import open_store
+
+    opts = json.loads(a.storage_options) if a.storage_options else {}
+    ds = open_store(a.store, complete_only=False, **opts)
+    complete = ds["complete"].values
+    info = {
+        "store": a.store, "mode": ds.attrs["mode"], "model_class": ds.attrs.get("model_class"),
+        "pipeline_class": ds.attrs.get("pipeline_class"), "config_hash": ds.attrs.get("config_hash"),
+        "dit_lens_version": ds.attrs.get("dit_lens_version"), "schema": ds.attrs.get("dit_lens_schema"),
+        "encoding": ds.attrs.get("encoding"), "cfg": ds.attrs.get("cfg"),
+        "samples": int(ds.sizes["sample"]), "steps": [int(s) for s in ds["step"].values],
+        "layers": [str(x) for x in ds["layer"].values], "names": ds.dit.names,
+        "complete_units": int(complete.sum()), "total_units": int(complete.size),
+        "variables": {v: list(ds[v].dims) for v in ds.data_vars},
+    }
+    if a.json:
+        json.dump(info, sys.stdout, indent=2)
+        print()
+    else:
+        for k in ("store", "mode", "model_class", "pipeline_class", "config_hash", "encoding", "cfg", "samples"):
+            print(f"{k:<16} {info[k]}")
+        print(f"{'steps':<16} {info['steps']}")
+        print(f"{'complete':<16} {info['complete_units']}/{info['total_units']} (sample, step) units")
+        print(f"{'names':<16} {len(info['names'])}: {', '.join(info['names'][:6])}"
+              f"{' ...' if len(info['names']) > 6 else ''}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="dit-lens", description="Name-addressed interpretability for Diffusion "
                                 "Transformers (nnsight + diffusers).")
@@ -57,10 +109,32 @@ def main(argv=None) -> int:
     d.add_argument("--seed", type=int, default=0)
     _model_arg(d)
     d.set_defaults(fn=_demo)
+    r = sub.add_parser("record", help="record activations of prompts x seeds into a store (path or URL)")
+    r.add_argument("store", help="path or fsspec URL (s3://bucket/x.zarr)")
+    r.add_argument("--prompts", nargs="*", default=[])
+    r.add_argument("--prompts-file", help="one prompt per line")
+    r.add_argument("--seeds", nargs="+", type=int, default=[0])
+    r.add_argument("--names", nargs="+", default=["*.*.img.resid_post"], help="names or globs")
+    r.add_argument("--num-inference-steps", type=int, default=20)
+    r.add_argument("--record-steps", nargs="+", type=int, default=None, help="steps to keep (default all)")
+    r.add_argument("--cfg", choices=["cond", "uncond"], default="cond")
+    r.add_argument("--guidance-scale", type=float, default=None)
+    r.add_argument("--stats-only", action="store_true", help="per-channel statistics only (no tokens)")
+    r.add_argument("--batch-size", type=int, default=4)
+    r.add_argument("--samples", nargs="+", type=int, default=None, help="record only these sample indices")
+    r.add_argument("--resume", action="store_true", help="complete an interrupted store")
+    r.add_argument("--storage-options", help="JSON of fsspec storage options (e.g. S3 endpoint and keys)")
+    _model_arg(r)
+    r.set_defaults(fn=_record)
+    i = sub.add_parser("info", help="summarise a store")
+    i.add_argument("store")
+    i.add_argument("--json", action="store_true")
+    i.add_argument("--storage-options", help="JSON of fsspec storage options")
+    i.set_defaults(fn=_info)
     a = p.parse_args(argv)
     try:
         return a.fn(a)
-    except (KeyError, ValueError, TypeError, IndexError, FileNotFoundError) as e:
+    except (KeyError, ValueError, TypeError, IndexError, FileNotFoundError, RuntimeError) as e:
         print(f"dit-lens {a.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,254 @@
+"""Recording: run a Lens over prompts x seeds and stream chosen names/steps into a store, crash-safely.
+
+    record(lens, url, prompts, seeds=(0,), names=..., num_inference_steps=..., ...) -> url
+
+The model thread reads each (name, step) inside the trace and puts it on a bounded queue; one background thread
+writes whole chunks with zarr and, once every variable of a (sample, step) unit is written, sets its ``complete``
+flag. Memory is bounded by the queue, not by the number of prompts or steps. Statistics (``STATS``) are reduced on
+the model's device before any transfer. ``resume=True`` regenerates exactly the samples with unflagged units.
+Writers on disjoint ``samples`` of one store may run at once; overlapping ones are refused by claim files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import socket
+import threading
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from . import __version__
+from .store import Layout, StoreError, create, open_group, read_layout
+
+_STOP = object()
+
+
+def config_hash(pipeline) -> str:
+    cfg = dict(pipeline.transformer.config)
+    blob = json.dumps({"pipeline": type(pipeline).__name__, "transformer": cfg}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def channel_stats(h: torch.Tensor) -> torch.Tensor:
+    """(rows, tokens, channels) -> (4, rows, channels) float32: mean|x|, max|x|, rms, exact median|x| over tokens,
+    computed where ``h`` lives (float32 accumulation)."""
+    a = h.detach().float().abs()
+    return torch.stack([a.mean(1), a.amax(1), a.pow(2).mean(1).sqrt(), a.median(1).values])
+
+
+class _Writer(threading.Thread):
+    def __init__(self, group, layout: Layout, maxsize: int):
+        super().__init__(daemon=True)
+        self.group, self.layout = group, layout
+        self.q: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.error: BaseException | None = None
+        self.nonfinite: list = []
+        self.layer_pos = {name: i for i, name in enumerate(layout.layers)}
+        self._pending: dict = {}  # (stat variable, step position) -> layer -> (rows, channels)
+        self.step_pos = {s: i for i, s in enumerate(layout.step_index)}
+
+    def put(self, item) -> None:
+        while True:
+            if self.error is not None:
+                raise StoreError(f"the store writer failed: {type(self.error).__name__}: {self.error}") \
+                    from self.error
+            try:
+                self.q.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def run(self) -> None:
+        try:
+            while (item := self.q.get()) is not _STOP:
+                getattr(self, "_" + item[0])(*item[1:])
+        except BaseException as e:  # noqa: BLE001 - reported to the model thread on its next put
+            self.error = e
+
+    def _data(self, samples, step, name, value, stats):
+        fam, i, stream, site = name.split(".")
+        layer = self.layer_pos[f"{fam}.{i}"]
+        s = self.step_pos[step]
+        if value is not None:
+            arr = self.group[f"{stream}.{site}"]
+            for r, sample in enumerate(samples):
+                arr[sample, s, layer] = value[r]
+        for k, stat in enumerate(("mean_abs", "max_abs", "rms", "median_abs")):
+            self._pending.setdefault((f"{stream}.{site}.{stat}", s), {})[layer] = stats[k]
+
+    def _commit(self, samples, step, timesteps, nonfinite):
+        s = self.step_pos[step]
+        if nonfinite:
+            self.nonfinite.append((samples, step, nonfinite))
+        for (var, s2), per_layer in list(self._pending.items()):
+            if s2 != s:
+                continue
+            arr = self.group[var]
+            block = np.full((len(samples), arr.shape[2], arr.shape[3]), np.nan, np.float32)
+            for layer, v in per_layer.items():
+                block[:, layer] = v
+            for r, sample in enumerate(samples):
+                arr[sample, s] = block[r]
+            del self._pending[(var, s2)]
+        for r, sample in enumerate(samples):
+            self.group["timestep"][sample, s] = timesteps
+            self.group["nonfinite"][sample, s] = nonfinite
+            self.group["complete"][sample, s] = True
+
+    def _image(self, samples, images):
+        for r, sample in enumerate(samples):
+            self.group["image"][sample] = images[r]
+            self.group["image_complete"][sample] = True
+
+
+def _claim(url, samples, storage_options, takeover: bool) -> list:
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(url + ".claims", **(storage_options or {}))
+    fs.makedirs(root, exist_ok=True)
+    me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
+    taken, paths = [], []
+    for s in samples:
+        path = f"{root}/sample-{s}"
+        if fs.exists(path) and not takeover:
+            taken.append(s)
+            continue
+        with fs.open(path, "wb") as f:
+            f.write(me)
+        paths.append(path)
+    if taken:
+        raise StoreError(f"samples {taken[:10]}{'...' if len(taken) > 10 else ''} of {url} are claimed by another "
+                         f"writer ({url}.claims/); record disjoint samples, or pass resume=True to take over the "
+                         f"claims of a writer that died")
+    return paths
+
+
+def _grid(lens, kwargs) -> list | None:
+    n = lens._probe.img_tokens
+    h, w = kwargs.get("height"), kwargs.get("width")
+    ratio = (h / w) if h and w else 1.0
+    rows = int(round((n * ratio) ** 0.5))
+    return [rows, n // rows] if rows and rows * (n // rows) == n else None
+
+
+def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", num_inference_steps=None,
+           steps=None, cfg: str = "cond", stats_only: bool = False, img_tokens=None, batch_size: int = 4,
+           samples=None, resume: bool = False, storage_options: dict | None = None, queue_size: int = 16,
+           progress: bool = True, **pipeline_kwargs) -> str:
+    """Record ``names`` at ``steps`` (default all) of branch ``cfg`` for every (prompt, seed) into ``url``."""
+    from tqdm.auto import tqdm
+
+    n_steps = lens._need_steps(num_inference_steps)
+    names = lens.names(names)
+    step_index = list(range(n_steps)) if steps is None else sorted({int(s) for s in steps})
+    if step_index and not 0 <= step_index[0] <= step_index[-1] < n_steps:
+        raise IndexError(f"steps {step_index} out of range: the run has steps 0..{n_steps - 1}")
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+    all_prompts = [p for p in prompts for _ in seeds]
+    all_seeds = [int(s) for _ in prompts for s in seeds]
+    layers = list(dict.fromkeys(n.rsplit(".", 2)[0] for n in names))
+    channels = {lens.shape(n)[1] for n in names}
+    if len(channels) != 1:
+        raise ValueError(f"names with different channel counts {sorted(channels)} cannot share a store")
+    tokens = {n.split(".")[2]: lens.shape(n)[0] for n in names}
+    if img_tokens is not None:
+        img_tokens = sorted(int(t) for t in img_tokens)
+        if "img" not in tokens or not 0 <= img_tokens[0] <= img_tokens[-1] < tokens["img"]:
+            raise IndexError(f"img_tokens out of range 0..{tokens.get('img', 0) - 1}")
+        tokens["img"] = len(img_tokens)
+    dtype = lens.pipeline.transformer.dtype
+    encoding = {torch.bfloat16: "bfloat16-bits", torch.float16: "float16"}.get(dtype, "float32")
+    attrs = dict(model_class=type(lens.pipeline.transformer).__name__, pipeline_class=type(lens.pipeline).__name__,
+                 config_hash=config_hash(lens.pipeline), dit_lens_version=__version__,
+                 num_inference_steps=n_steps,
+                 pipeline_kwargs=json.dumps(pipeline_kwargs, sort_keys=True, default=str))
+    image_shape = list(np.asarray(lens.pipeline(**lens.example).images[0]).shape) \
+        if "output_type" not in pipeline_kwargs else None
+    layout = Layout(prompts=all_prompts, seeds=all_seeds, steps=len(step_index), step_index=step_index,
+                    layers=layers, depth=[lens.depth(x + ".img.resid_post") if f"{x}.img.resid_post" in lens
+                                          else lens.depth(x + ".txt.resid_post") for x in layers],
+                    names=names, tokens=tokens, channels=channels.pop(), grid=_grid(lens, pipeline_kwargs),
+                    image_shape=image_shape if image_shape and len(image_shape) == 3 else None,
+                    mode="stats" if stats_only else "full", encoding=encoding, cfg=cfg,
+                    img_token_index=img_tokens, attrs=attrs)
+    if resume:
+        group = open_group(url, storage_options)
+        old = read_layout(group)
+        for key in ("prompts", "seeds", "step_index", "names", "mode", "encoding", "cfg", "tokens"):
+            if getattr(old, key) != getattr(layout, key):
+                raise StoreError(f"cannot resume {url}: its {key} differs from this recording's")
+        if old.attrs.get("config_hash") != attrs["config_hash"]:
+            raise StoreError(f"cannot resume {url}: recorded from another model/config "
+                             f"(hash {old.attrs.get('config_hash')} != {attrs['config_hash']})")
+    else:
+        create(url, layout, storage_options)
+        group = open_group(url, storage_options)
+    wanted = list(range(len(all_prompts))) if samples is None else sorted(int(s) for s in samples)
+    if resume:
+        done = np.asarray(group["complete"][:]).all(1)
+        if "image_complete" in group:
+            done &= np.asarray(group["image_complete"][:])
+        wanted = [s for s in wanted if not done[s]]
+    claims = _claim(url, wanted, storage_options, takeover=resume)
+    writer = _Writer(group, layout, queue_size)
+    writer.start()
+    bar = tqdm(total=len(wanted) * n_steps, desc="record", unit="step", disable=not progress)
+    try:
+        for i in range(0, len(wanted), batch_size):
+            batch = wanted[i:i + batch_size]
+            _record_batch(lens, writer, layout, batch, n_steps, set(step_index), cfg, stats_only, img_tokens,
+                          pipeline_kwargs, bar)
+        writer.put(_STOP)
+        writer.join()
+        if writer.error is not None:
+            raise StoreError(f"the store writer failed: {writer.error}") from writer.error
+    finally:
+        bar.close()
+        if writer.is_alive():
+            writer.put(_STOP)
+            writer.join(timeout=60)
+    if writer.nonfinite:
+        warnings.warn(f"non-finite values recorded (samples, step, count): {writer.nonfinite[:10]}; see the store's "
+                      f"'nonfinite' variable", RuntimeWarning, stacklevel=2)
+    import fsspec
+
+    fs = fsspec.core.url_to_fs(url + ".claims", **(storage_options or {}))[0]
+    for path in claims:
+        fs.rm(path)
+    return url
+
+
+def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_only, img_tokens, kwargs, bar):
+    prompts = [layout.prompts[s] for s in batch]
+    gens = [torch.Generator().manual_seed(layout.seeds[s]) for s in batch]
+    tok_index = None if img_tokens is None else torch.tensor(img_tokens)
+    names = layout.names
+    with lens.trace(prompts, num_inference_steps=n_steps, generator=gens, **kwargs) as tracer:
+        run = tracer.dit
+        for step in run.steps():
+            if step.index in keep_steps:
+                bad = 0
+                for name in names:
+                    h = run.read(name, cfg)
+                    if tok_index is not None and ".img." in name:
+                        h = h[:, tok_index.to(h.device)]
+                    bad += int((~torch.isfinite(h)).sum())
+                    stats = channel_stats(h).cpu().numpy()  # (4, rows, channels), reduced on the device
+                    value = None
+                    if not stats_only:
+                        value = h.detach().to("cpu", copy=True)
+                        value = value.view(torch.int16).numpy().view(np.uint16) \
+                            if value.dtype == torch.bfloat16 else value.numpy()
+                    writer.put(("data", batch, step.index, name, value, stats))
+                t = float(step.timestep.flatten()[0])
+                writer.put(("commit", batch, step.index, t, bad))
+            bar.update(len(batch))
+        out = lens.model.output.save()
+    if "image" in writer.group:
+        writer.put(("image", batch, np.asarray(out.images)))

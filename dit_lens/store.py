@@ -1,0 +1,179 @@
+"""The activation store: a zarr (v3) group that plain ``xarray.open_zarr`` opens, with dit-lens's schema.
+
+    SCHEMA_VERSION
+    Layout(...)                 what a store holds: samples, steps, layers, names, token counts, mode, encoding
+    create(url, layout, ...)    write the fixed-shape template (metadata + coordinates, no data chunks)
+    open_group(url, ...)        the zarr group for writers (checks the schema version)
+    open_store(url, ...)        lazy xarray.Dataset: decoded to float32, units not flagged complete masked to NaN
+    StoreError                  a store that cannot be used (schema, model mismatch, unreachable, corrupt)
+
+Variables (see stores/README.md): ``{stream}.{site}`` (sample, step, layer, {stream}_token, channel) in full mode,
+``{stream}.{site}.{stat}`` (sample, step, layer, channel) for stat in STATS in both modes, ``complete`` (sample,
+step), ``nonfinite`` (sample, step), ``timestep`` (sample, step), ``image`` (sample, y, x, rgb) uint8 and
+``image_complete`` (sample). Every data chunk is one (sample, step[, layer]) unit, written whole, then flagged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+STATS = ("mean_abs", "max_abs", "rms", "median_abs")
+ENCODINGS = {"float32": "float32", "float16": "float16", "bfloat16-bits": "uint16"}
+
+
+class StoreError(RuntimeError):
+    """A store that cannot be opened, appended to or trusted."""
+
+
+@dataclass
+class Layout:
+    prompts: list
+    seeds: list  # one per sample
+    steps: int  # steps recorded (indices into the run's steps are in ``step_index``)
+    step_index: list
+    layers: list  # block names "double.0", ... in depth order
+    depth: list
+    names: list  # canonical names recorded
+    tokens: dict  # stream -> token count stored
+    channels: int
+    grid: list | None  # [rows, cols] of the image tokens, when known
+    image_shape: list | None  # [H, W, 3]
+    mode: str = "full"  # "full" | "stats"
+    encoding: str = "float32"
+    cfg: str = "cond"
+    img_token_index: list | None = None  # stored subset of image tokens
+    attrs: dict = field(default_factory=dict)  # model class, config hash, pipeline kwargs, version
+
+    def variables(self) -> dict:
+        """variable -> layers it holds (names grouped by stream.site)."""
+        out: dict = {}
+        for n in self.names:
+            fam, i, stream, site = n.split(".")
+            out.setdefault(f"{stream}.{site}", []).append(f"{fam}.{i}")
+        return out
+
+
+def _storage(url, storage_options):
+    return dict(storage_options=storage_options) if storage_options else {}
+
+
+def create(url: str, layout: Layout, storage_options: dict | None = None) -> None:
+    import dask.array as da
+    import xarray as xr
+    from zarr.codecs import ZstdCodec
+
+    n, s, L, C = len(layout.prompts), layout.steps, len(layout.layers), layout.channels
+    zstd = [ZstdCodec(level=1)]
+    data, enc = {}, {}
+    dtype = ENCODINGS[layout.encoding]
+    fill = np.nan if dtype.startswith("float") else 0
+    for var, layers in layout.variables().items():
+        stream = var.split(".")[0]
+        T = layout.tokens[stream]
+        if layout.mode == "full":
+            data[var] = xr.Variable(("sample", "step", "layer", f"{stream}_token", "channel"),
+                                    da.full((n, s, L, T, C), fill, dtype=dtype, chunks=(1, 1, 1, T, C)),
+                                    attrs={"layers": layers})
+            enc[var] = {"compressors": zstd, "fill_value": fill}
+        for stat in STATS:
+            data[f"{var}.{stat}"] = xr.Variable(("sample", "step", "layer", "channel"),
+                                                da.full((n, s, L, C), np.nan, dtype="float32",
+                                                        chunks=(1, 1, L, C)), attrs={"layers": layers})
+            enc[f"{var}.{stat}"] = {"compressors": zstd, "fill_value": np.nan}
+    for var, dt, fillv in (("complete", bool, False), ("nonfinite", "int64", 0), ("timestep", "float32", np.nan)):
+        data[var] = xr.Variable(("sample", "step"), da.full((n, s), fillv, dtype=dt, chunks=(1, 1)))
+        enc[var] = {"fill_value": fillv}
+    if layout.image_shape:
+        H, W, _ = layout.image_shape
+        data["image"] = xr.Variable(("sample", "y", "x", "rgb"), da.zeros((n, H, W, 3), dtype="uint8",
+                                                                        chunks=(1, H, W, 3)))
+        data["image_complete"] = xr.Variable(("sample",), da.zeros((n,), dtype=bool, chunks=(1,)))
+        enc["image_complete"] = {"fill_value": False}
+    coords = {
+        "sample": np.arange(n), "step": np.asarray(layout.step_index), "layer": np.array(layout.layers, object),
+        "depth": ("layer", np.asarray(layout.depth)),
+        "family": ("layer", np.array([x.split(".")[0] for x in layout.layers], object)),
+        "prompt": ("sample", np.array(layout.prompts, object)), "seed": ("sample", np.asarray(layout.seeds)),
+        "channel": np.arange(C),
+    }
+    if "img" in layout.tokens:
+        idx = np.asarray(layout.img_token_index if layout.img_token_index is not None
+                         else np.arange(layout.tokens["img"]))
+        coords["img_token"] = idx
+        if layout.grid:
+            coords["token_row"] = ("img_token", idx // layout.grid[1])
+            coords["token_col"] = ("img_token", idx % layout.grid[1])
+    attrs = dict(layout.attrs, dit_lens_schema=SCHEMA_VERSION, layout=json.dumps(asdict(layout)), cfg=layout.cfg,
+                 mode=layout.mode, encoding=layout.encoding, names=list(layout.names))
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    try:
+        ds.to_zarr(url, mode="w-", compute=False, encoding=enc, zarr_format=3, consolidated=False,
+                   **_storage(url, storage_options))
+    except FileExistsError as e:
+        raise StoreError(f"{url} already exists: pass resume=True to complete it, or choose a new path") from e
+    except (PermissionError, OSError) as e:
+        raise StoreError(f"cannot create a store at {url}: {e}") from e
+
+
+def read_layout(group) -> Layout:
+    attrs = dict(group.attrs)
+    version = attrs.get("dit_lens_schema")
+    if version != SCHEMA_VERSION:
+        raise StoreError(f"store schema version {version!r}, this dit-lens reads version {SCHEMA_VERSION}")
+    return Layout(**json.loads(attrs["layout"]))
+
+
+def open_group(url: str, storage_options: dict | None = None, mode: str = "r+"):
+    import zarr
+
+    try:
+        group = zarr.open_group(url, mode=mode, storage_options=storage_options or None, zarr_format=3)
+    except FileNotFoundError as e:
+        raise StoreError(f"no dit-lens store at {url}") from e
+    except Exception as e:  # noqa: BLE001 - unreachable endpoints raise many kinds
+        raise StoreError(f"cannot open store {url}: {type(e).__name__}: {e}") from e
+    read_layout(group)
+    return group
+
+
+def decode(arr, encoding: str):
+    """Raw stored values -> float32 (bf16 bits are widened exactly)."""
+    if encoding == "bfloat16-bits":
+        return (arr.astype(np.uint32) << 16).view(np.float32)
+    return arr.astype(np.float32, copy=False)
+
+
+def open_store(url: str, complete_only: bool = True, **storage_options):
+    """The store as a lazy ``xarray.Dataset``: activations decoded to float32; units whose ``complete`` flag is not
+    set read as NaN (``complete_only=False`` shows raw fill values instead)."""
+    import xarray as xr
+
+    try:
+        ds = xr.open_zarr(url, consolidated=False, storage_options=storage_options or None, zarr_format=3)
+    except FileNotFoundError as e:
+        raise StoreError(f"no dit-lens store at {url}") from e
+    except Exception as e:  # noqa: BLE001
+        raise StoreError(f"cannot open store {url}: {type(e).__name__}: {e}") from e
+    if ds.attrs.get("dit_lens_schema") != SCHEMA_VERSION:
+        raise StoreError(f"{url}: store schema version {ds.attrs.get('dit_lens_schema')!r}, this dit-lens reads "
+                         f"version {SCHEMA_VERSION}")
+    enc = ds.attrs.get("encoding", "float32")
+    complete = ds["complete"]
+    for var in list(ds.data_vars):
+        v = ds[var]
+        if "step" in v.dims and var not in ("complete", "nonfinite"):
+            if var.count(".") == 1:  # a full activation variable
+                v = xr.apply_ufunc(decode, v, kwargs={"encoding": enc}, dask="parallelized",
+                                   output_dtypes=[np.float32], keep_attrs=True)
+            if complete_only:
+                v = v.where(complete)
+            ds[var] = v
+    if complete_only and "image" in ds:
+        ds["image"] = ds["image"].where(ds["image_complete"], 0).astype(np.uint8)
+    from . import _accessor  # noqa: F401  registers ds.dit
+
+    return ds
