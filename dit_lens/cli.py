@@ -60,7 +60,7 @@ def _record(a) -> int:
     kwargs = {} if a.guidance_scale is None else {"guidance_scale": a.guidance_scale}
     record(lens, a.store, prompts, seeds=a.seeds, names=a.names, num_inference_steps=a.num_inference_steps,
            steps=a.record_steps, cfg=a.cfg, stats_only=a.stats_only, batch_size=a.batch_size,
-           samples=a.samples, resume=a.resume, storage_options=opts, **kwargs)
+           samples=a.samples, resume=a.resume, takeover=a.takeover, storage_options=opts, **kwargs)
     print(f"recorded {len(prompts) * len(a.seeds)} samples -> {a.store}")
     return 0
 
@@ -122,7 +122,8 @@ def main(argv=None) -> int:
     r.add_argument("--stats-only", action="store_true", help="per-channel statistics only (no tokens)")
     r.add_argument("--batch-size", type=int, default=4)
     r.add_argument("--samples", nargs="+", type=int, default=None, help="record only these sample indices")
-    r.add_argument("--resume", action="store_true", help="complete an interrupted store")
+    r.add_argument("--resume", action="store_true", help="complete an interrupted store (or join one)")
+    r.add_argument("--takeover", action="store_true", help="override claims left by a writer that died")
     r.add_argument("--storage-options", help="JSON of fsspec storage options (e.g. S3 endpoint and keys)")
     _model_arg(r)
     r.set_defaults(fn=_record)

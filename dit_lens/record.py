@@ -139,9 +139,13 @@ def _grid(lens, kwargs) -> list | None:
 
 def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", num_inference_steps=None,
            steps=None, cfg: str = "cond", stats_only: bool = False, img_tokens=None, batch_size: int = 4,
-           samples=None, resume: bool = False, storage_options: dict | None = None, queue_size: int = 16,
-           progress: bool = True, **pipeline_kwargs) -> str:
-    """Record ``names`` at ``steps`` (default all) of branch ``cfg`` for every (prompt, seed) into ``url``."""
+           samples=None, resume: bool = False, takeover: bool = False, storage_options: dict | None = None,
+           queue_size: int = 16, progress: bool = True, **pipeline_kwargs) -> str:
+    """Record ``names`` at ``steps`` (default all) of branch ``cfg`` for every (prompt, seed) into ``url``.
+
+    ``samples`` restricts the work to those sample indices (``samples=[]`` only writes the template);
+    ``resume=True`` opens the existing store and records those of its samples that are not complete (also how
+    several writers share one store); ``takeover=True`` overrides claims left by a writer that died."""
     from tqdm.auto import tqdm
 
     n_steps = lens._need_steps(num_inference_steps)
@@ -195,7 +199,7 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
         if "image_complete" in group:
             done &= np.asarray(group["image_complete"][:])
         wanted = [s for s in wanted if not done[s]]
-    claims = _claim(url, wanted, storage_options, takeover=resume)
+    claims = _claim(url, wanted, storage_options, takeover=takeover)
     writer = _Writer(group, layout, queue_size)
     writer.start()
     bar = tqdm(total=len(wanted) * n_steps, desc="record", unit="step", disable=not progress)
@@ -229,6 +233,12 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
     gens = [torch.Generator().manual_seed(layout.seeds[s]) for s in batch]
     tok_index = None if img_tokens is None else torch.tensor(img_tokens)
     names = layout.names
+    if "prompt_embeds" in kwargs:  # an embeddings-driven pipeline: prompts are labels, embeds rows are samples
+        rows = kwargs["prompt_embeds"].shape[0]
+        if rows != len(batch):
+            raise ValueError(f"prompt_embeds has {rows} rows but this batch has {len(batch)} samples; "
+                             f"record embeddings-driven pipelines one batch of exactly those samples at a time")
+        prompts = None
     with lens.trace(prompts, num_inference_steps=n_steps, generator=gens, **kwargs) as tracer:
         run = tracer.dit
         for step in run.steps():
@@ -252,3 +262,25 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
         out = lens.model.output.save()
     if "image" in writer.group:
         writer.put(("image", batch, np.asarray(out.images)))
+
+
+def _record_part(model, url, prompts, seeds, samples, kwargs) -> list:
+    from .lens import Lens
+
+    record(Lens(model), url, prompts, seeds, samples=samples, resume=True, progress=False, **kwargs)
+    return samples
+
+
+def record_distributed(model, url: str, prompts, seeds=(0,), *, client, parts: int | None = None, **kwargs) -> str:
+    """Record with several dask.distributed workers, each loading ``model`` (e.g. "tiny" or a folder) and writing
+    a disjoint block of samples of one store (created here first)."""
+    from .lens import Lens
+
+    record(Lens(model), url, prompts, seeds, samples=[], progress=False, **kwargs)
+    workers = list(client.scheduler_info()["workers"])
+    n = len(prompts) * len(seeds)
+    blocks = [b.tolist() for b in np.array_split(np.arange(n), parts or len(workers)) if len(b)]
+    futures = [client.submit(_record_part, model, url, list(prompts), list(seeds), b, kwargs,
+                             workers=[workers[i % len(workers)]], pure=False) for i, b in enumerate(blocks)]
+    client.gather(futures)
+    return url

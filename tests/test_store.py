@@ -1,0 +1,257 @@
+"""The activation store: bit-exact round trips, crash safety and resume, stats, errors, S3, distributed writers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from dit_lens import Lens
+from dit_lens.record import channel_stats, record
+from dit_lens.store import StoreError, open_group, open_store
+from tiny_pipelines import flux
+
+PROMPTS = ["a red circle on a blue background", "a green square on a white background",
+           "a blue ring on a yellow background"]
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def tiny_lens():
+    return Lens("tiny")
+
+
+def _live(lens, ds, samples, name, cfg="cond"):
+    """The same batch through the lens in one run: values per step, and images."""
+    prompts = [str(ds.prompt.values[i]) for i in samples]
+    gens = [torch.Generator().manual_seed(int(ds.seed.values[i])) for i in samples]
+    return lens.generate(prompts, num_inference_steps=STEPS, generator=gens, cache=name, cache_cfg=cfg)
+
+
+def test_round_trip_bit_exact(tiny_lens, tmp_path):
+    url = str(tmp_path / "s.zarr")
+    record(tiny_lens, url, PROMPTS, seeds=[0, 1], names="*.*.*.resid_post", num_inference_steps=STEPS,
+           batch_size=3, progress=False)
+    ds = open_store(url)
+    assert ds.sizes["sample"] == 6 and bool(ds.complete.all())
+    g = _live(tiny_lens, ds, [0, 1, 2], "*.*.*.resid_post")
+    for name in tiny_lens.names("*.*.*.resid_post"):
+        stored = ds.dit.sel(name).isel(sample=slice(0, 3)).values
+        for s in range(STEPS):
+            assert np.array_equal(stored[:, s], g.cache[name, s].numpy()), (name, s)
+    assert np.array_equal(ds.image.values[:3], np.asarray(g.images))
+    # plain xarray opens it too, with the schema's coordinates
+    raw = xr.open_zarr(url, consolidated=False)
+    assert list(raw["img.resid_post"].dims) == ["sample", "step", "layer", "img_token", "channel"]
+    assert raw.attrs["config_hash"] and raw.attrs["dit_lens_schema"] == 1
+    assert list(raw.depth.values) == list(range(6))
+    assert raw.token_row.values.max() == 15 and raw.token_col.values.max() == 15
+    assert ds.timestep.isel(sample=0).values.tolist() == pytest.approx(g.timesteps)
+    grid = ds.dit.grid(ds.dit.sel("single.3.img.resid_post"))
+    assert grid.sizes["token_row"] == 16 and grid.sizes["token_col"] == 16
+    # stats from the writer equal stats of the stored values
+    stats = ds["img.resid_post.max_abs"].sel(layer="single.0").isel(sample=0, step=1).values
+    assert np.array_equal(stats, np.abs(ds.dit.sel("single.0.img.resid_post").isel(sample=0, step=1).values)
+                          .max(0))
+
+
+def test_stats_only_matches_full(tiny_lens, tmp_path):
+    full, stats = str(tmp_path / "f.zarr"), str(tmp_path / "st.zarr")
+    kw = dict(seeds=[3], names="double.*.img.resid_post", num_inference_steps=STEPS, batch_size=3, progress=False)
+    record(tiny_lens, full, PROMPTS, **kw)
+    record(tiny_lens, stats, PROMPTS, stats_only=True, **kw)
+    f, s = open_store(full), open_store(stats)
+    assert "img.resid_post" not in s and s.attrs["mode"] == "stats"
+    x = torch.from_numpy(f.dit.sel("double.1.img.resid_post").isel(step=2).values)
+    expect = channel_stats(x).numpy()  # (4, samples, channels)
+    for k, stat in enumerate(("mean_abs", "max_abs", "rms", "median_abs")):
+        got = s.dit.sel("double.1.img.resid_post", stat=stat).isel(step=2).values
+        np.testing.assert_array_equal(got, expect[k])
+    assert f.dit.topk("double.1.img.resid_post", 3) == s.dit.topk("double.1.img.resid_post", 3)
+    with pytest.raises(KeyError, match="not in this store"):
+        s.dit.sel("double.1.img.resid_post")
+
+
+def test_values_above_float16_range_survive_and_bf16_is_exact(tmp_path):
+    pipe, kw = flux()
+    with torch.no_grad():  # a massive channel: +2e5 on channel 0 of every image token, carried by the residual
+        pipe.transformer.x_embedder.bias[0] = 2e5
+    lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
+    url = str(tmp_path / "big.zarr")
+    record(lens, url, ["x", "y"], names="double.0.img.resid_post", num_inference_steps=2, progress=False,
+           **{k: v for k, v in kw.items()})
+    ds = open_store(url)
+    stored = ds.dit.sel("double.0.img.resid_post").values
+    assert np.abs(stored).max() > 65504
+    g = lens.generate(num_inference_steps=2, generator=[torch.Generator().manual_seed(0) for _ in range(2)],
+                      cache="double.0.img.resid_post", **kw)
+    assert np.array_equal(stored[:, 1], g.cache["double.0.img.resid_post", 1].numpy())
+    # bfloat16 models are stored as raw 16-bit words and decode exactly
+    pipe.transformer.to(torch.bfloat16)
+    kw16 = {k: (v.to(torch.bfloat16) if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+            for k, v in kw.items()}
+    lens16 = Lens(pipe, example=dict(kw16, num_inference_steps=1))
+    url16 = str(tmp_path / "bf16.zarr")
+    record(lens16, url16, ["x", "y"], names="double.0.img.resid_post", num_inference_steps=2, progress=False, **kw16)
+    ds16 = open_store(url16)
+    assert ds16.attrs["encoding"] == "bfloat16-bits"
+    assert xr.open_zarr(url16, consolidated=False)["img.resid_post"].dtype == np.uint16
+    g16 = lens16.generate(num_inference_steps=2, generator=[torch.Generator().manual_seed(0) for _ in range(2)],
+                          cache="double.0.img.resid_post", **kw16)
+    live = g16.cache["double.0.img.resid_post", 1].float().numpy()
+    assert np.array_equal(ds16.dit.sel("double.0.img.resid_post").values[:, 1], live)
+    assert np.abs(live).max() > 65504
+
+
+_CHILD = textwrap.dedent("""
+    import sys
+    from dit_lens import Lens
+    from dit_lens.record import record
+    prompts = [f"a {c} circle on a blue background" for c in ("red", "green", "white", "black", "yellow", "orange")]
+    record(Lens("tiny"), sys.argv[1], prompts, seeds=[0], names="*.*.img.resid_post", num_inference_steps=6,
+           batch_size=1, progress=False, resume=len(sys.argv) > 2, takeover=len(sys.argv) > 2)
+""")
+
+
+def test_sigkill_leaves_complete_units_exact_and_resume_finishes(tiny_lens, tmp_path):
+    url, ref = str(tmp_path / "k.zarr"), str(tmp_path / "ref.zarr")
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    proc = subprocess.Popen([sys.executable, str(script), url])
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            done = int(np.asarray(open_group(url, mode="r")["complete"][:]).sum())
+        except Exception:  # noqa: BLE001 - not created yet
+            done = 0
+        if done >= 8:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed = open_store(url)
+    flags = killed.complete.values
+    assert 8 <= flags.sum() < flags.size, "the kill should land mid-recording"
+    subprocess.run([sys.executable, str(script), ref], check=True)
+    reference = open_store(ref)
+    a = killed["img.resid_post"].values
+    b = reference["img.resid_post"].values
+    assert np.array_equal(a[flags], b[flags])  # every flagged unit is bit-exact
+    assert np.isnan(a[~flags]).all()  # unflagged units are hidden
+    subprocess.run([sys.executable, str(script), url, "--resume"], check=True)
+    resumed = open_store(url)
+    assert bool(resumed.complete.all())
+    assert np.array_equal(resumed["img.resid_post"].values, b)
+    assert np.array_equal(resumed.image.values, reference.image.values)
+
+
+def test_resume_refuses_another_model_and_overlap_is_refused(tiny_lens, tmp_path):
+    url = str(tmp_path / "r.zarr")
+    kw = dict(seeds=[0], names="double.0.img.resid_post", num_inference_steps=2, progress=False)
+    record(tiny_lens, url, PROMPTS, samples=[0], **kw)
+    pipe, fkw = flux()
+    other = Lens(pipe, example=dict(fkw, num_inference_steps=1))
+    with pytest.raises(StoreError, match="differs|another model"):
+        record(other, url, PROMPTS, resume=True, **kw)
+    with pytest.raises(StoreError, match="already exists"):
+        record(tiny_lens, url, PROMPTS, **kw)
+    # a live claim on sample 1 refuses a second writer of sample 1 but not of sample 2
+    import fsspec
+
+    fs = fsspec.filesystem("file")
+    fs.makedirs(url + ".claims", exist_ok=True)
+    fs.pipe(url + ".claims/sample-1", b"{}")
+    from dit_lens.record import _claim
+
+    with pytest.raises(StoreError, match="claimed by another writer"):
+        _claim(url, [1], None, takeover=False)
+    assert _claim(url, [2], None, takeover=False)
+
+
+def test_schema_version_mismatch_and_missing_store(tmp_path, tiny_lens):
+    with pytest.raises(StoreError, match="no dit-lens store|cannot open"):
+        open_store(str(tmp_path / "nothing.zarr"))
+    url = str(tmp_path / "v.zarr")
+    record(tiny_lens, url, PROMPTS[:1], names="double.0.img.resid_post", num_inference_steps=2, progress=False)
+    g = open_group(url)
+    g.attrs["dit_lens_schema"] = 99
+    with pytest.raises(StoreError, match="schema version 99"):
+        open_store(url)
+
+
+def test_bad_record_arguments_fail_before_running(tiny_lens, tmp_path):
+    url = str(tmp_path / "b.zarr")
+    with pytest.raises(KeyError, match="closest match"):
+        record(tiny_lens, url, PROMPTS, names="double.5.img.resid_post", num_inference_steps=2)
+    with pytest.raises(IndexError, match="steps"):
+        record(tiny_lens, url, PROMPTS, num_inference_steps=2, steps=[3])
+    with pytest.raises(ValueError, match="num_inference_steps is required"):
+        record(tiny_lens, url, PROMPTS)
+    assert not os.path.exists(url)
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """A real S3-protocol server (moto) on loopback, with one bucket."""
+    import socket
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s",
+                 region_name="us-east-1").create_bucket(Bucket="acts")
+    yield {"key": "k", "secret": "s", "endpoint_url": endpoint, "client_kwargs": {"region_name": "us-east-1"},
+           "config_kwargs": {"request_checksum_calculation": "when_required",
+                             "response_checksum_validation": "when_required"}}
+    server.stop()
+
+
+def test_s3_round_trip(tiny_lens, tmp_path, s3):
+    kw = dict(seeds=[0], names="double.*.img.resid_post", num_inference_steps=STEPS, batch_size=3, progress=False)
+    record(tiny_lens, "s3://acts/run.zarr", PROMPTS, storage_options=s3, **kw)
+    local = str(tmp_path / "l.zarr")
+    record(tiny_lens, local, PROMPTS, **kw)
+    remote = open_store("s3://acts/run.zarr", **s3)
+    assert bool(remote.complete.all())
+    assert np.array_equal(remote["img.resid_post"].values, open_store(local)["img.resid_post"].values)
+    assert np.array_equal(remote.image.values, open_store(local).image.values)
+    with pytest.raises(StoreError):
+        open_store("s3://acts/absent.zarr", **s3)
+
+
+def test_two_distributed_workers_write_one_store(tmp_path):
+    from distributed import Client, LocalCluster
+
+    from dit_lens.record import record_distributed
+
+    url, ref = str(tmp_path / "d.zarr"), str(tmp_path / "dref.zarr")
+    kw = dict(names="single.3.img.resid_post", num_inference_steps=3, batch_size=3)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        record_distributed("tiny", url, PROMPTS, seeds=[0, 1], client=client, **kw)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the one-thread workers: the thread count changes float reduction order
+    try:
+        record(Lens("tiny"), ref, PROMPTS, seeds=[0, 1], progress=False, **kw)
+    finally:
+        torch.set_num_threads(threads)
+    a, b = open_store(url), open_store(ref)
+    assert bool(a.complete.all())
+    # the workers batch samples [0, 1, 2] and [3, 4, 5] exactly as the reference run does (batch composition
+    # and thread count change float rounding, so equal batches and threads make bit-equality the right check)
+    assert np.array_equal(a["img.resid_post"].values, b["img.resid_post"].values)
