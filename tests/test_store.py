@@ -61,6 +61,14 @@ def test_round_trip_bit_exact(tiny_lens, tmp_path):
     stats = ds["img.resid_post.max_abs"].sel(layer="single.0").isel(sample=0, step=1).values
     assert np.array_equal(stats, np.abs(ds.dit.sel("single.0.img.resid_post").isel(sample=0, step=1).values)
                           .max(0))
+    # whole-store per-channel reduction with Dask (threads) equals numpy on the values in RAM, median exactly
+    from dit_lens.reduce import channel_reduce
+
+    r = channel_reduce(url, "single.3.img.resid_post")
+    x = np.abs(ds.dit.sel("single.3.img.resid_post").values).reshape(-1, ds.sizes["channel"])
+    assert np.array_equal(r.median_abs.values, np.sort(x, 0)[(x.shape[0] - 1) // 2])
+    assert np.array_equal(r.max_abs.values, x.max(0))
+    np.testing.assert_allclose(r.mean_abs.values, x.astype(np.float64).mean(0), rtol=1e-6)
 
 
 def test_stats_only_matches_full(tiny_lens, tmp_path):
@@ -109,6 +117,12 @@ def test_values_above_float16_range_survive_and_bf16_is_exact(tmp_path):
     live = g16.cache["double.0.img.resid_post", 1].float().numpy()
     assert np.array_equal(ds16.dit.sel("double.0.img.resid_post").values[:, 1], live)
     assert np.abs(live).max() > 65504
+    from dit_lens.reduce import channel_reduce
+
+    r = channel_reduce(url16, "double.0.img.resid_post")
+    x = np.abs(ds16.dit.sel("double.0.img.resid_post").values).reshape(-1, 32)
+    assert np.array_equal(r.median_abs.values, np.sort(x, 0)[(x.shape[0] - 1) // 2])
+    assert r.max_abs.values[0] > 65504
 
 
 _CHILD = textwrap.dedent("""
@@ -244,6 +258,10 @@ def test_two_distributed_workers_write_one_store(tmp_path):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None) as cluster, Client(cluster) as client:
         record_distributed("tiny", url, PROMPTS, seeds=[0, 1], client=client, **kw)
+        from dit_lens.reduce import channel_reduce
+
+        by_address = channel_reduce(url, "single.3.img.resid_post", scheduler=cluster.scheduler_address)
+    assert by_address.equals(channel_reduce(url, "single.3.img.resid_post"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the one-thread workers: the thread count changes float reduction order
     try:

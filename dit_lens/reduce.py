@@ -1,0 +1,119 @@
+"""Per-channel statistics over a full store with Dask, without the model.
+
+    channel_reduce(url_or_ds, name, scheduler=None, **storage_options) -> xarray.Dataset
+        max_abs, mean_abs, rms and the exact median_abs of one canonical name per channel, over every complete
+        (sample, step) unit and every stored token.
+
+Chunks are reduced independently (one task per (sample, step) chunk) and summed, so the work spreads over Dask's
+threads (default), a ``dask.distributed`` scheduler address, or a ``Client``. The median is exact: |x| as float32
+has monotone bit patterns, so a 65,536-bin histogram of the high 16 bits finds the median's bin and a second pass
+over the low 16 bits inside that bin finds the value (bf16 data needs only the first pass).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+_HI = 1 << 16
+
+
+def _abs_bits(block: np.ndarray, encoding: str) -> np.ndarray:
+    """(…, C) raw values -> uint32 bit patterns of |x| as float32, channels last, flattened to (n, C)."""
+    if encoding == "bfloat16-bits":
+        bits = (block.astype(np.uint32) & 0x7FFF) << 16
+    else:
+        bits = np.abs(block.astype(np.float32)).view(np.uint32)
+    return bits.reshape(-1, block.shape[-1])
+
+
+def _moments(block, encoding):
+    """(C, 4) per block: max |x|, sum |x|, sum x^2 (float64), count."""
+    from .store import decode
+
+    x = np.abs(decode(block, encoding)).reshape(-1, block.shape[-1]).astype(np.float64)
+    return np.stack([x.max(0), x.sum(0), (x * x).sum(0), np.full(x.shape[1], x.shape[0], np.float64)], 1)
+
+
+def _merge_moments(a, b):
+    return np.stack([np.maximum(a[:, 0], b[:, 0]), a[:, 1] + b[:, 1], a[:, 2] + b[:, 2], a[:, 3] + b[:, 3]], 1)
+
+
+def _hist_hi(block, encoding):
+    bits = _abs_bits(block, encoding) >> 16
+    C = bits.shape[1]
+    flat = (bits + (np.arange(C, dtype=np.uint32) * _HI)[None, :]).ravel()
+    return np.bincount(flat, minlength=C * _HI).reshape(C, _HI)
+
+
+def _hist_lo(block, encoding, hi_bin):
+    bits = _abs_bits(block, encoding)
+    C = bits.shape[1]
+    inside = (bits >> 16) == hi_bin[None, :]
+    lo = (bits & 0xFFFF) + (np.arange(C, dtype=np.uint32) * _HI)[None, :]
+    return np.bincount(lo[inside], minlength=C * _HI).reshape(C, _HI)
+
+
+def _compute(tasks, scheduler):
+    import dask
+
+    if scheduler is None or scheduler in ("threads", "sync", "processes"):
+        return dask.compute(*tasks, scheduler=scheduler or "threads")
+    if isinstance(scheduler, str):
+        from distributed import Client
+
+        with Client(scheduler) as client:
+            return client.compute(list(tasks), sync=True)
+    return scheduler.compute(list(tasks), sync=True)
+
+
+def _tree(parts, op=np.add):
+    import dask
+
+    parts = list(parts)
+    while len(parts) > 1:  # pairwise tree: no single task holds every partial result
+        parts = [dask.delayed(op)(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+                 for i in range(0, len(parts), 2)]
+    return parts[0]
+
+
+def channel_reduce(store, name: str, scheduler=None, **storage_options) -> xr.Dataset:
+    import dask
+
+    from .names import expand
+
+    raw = store if isinstance(store, xr.Dataset) else xr.open_zarr(store, consolidated=False,
+                                                                  storage_options=storage_options or None)
+    name = expand(name, list(raw.attrs.get("names", [])))[0]
+    fam, i, stream, site = name.split(".")
+    var = f"{stream}.{site}"
+    if var not in raw:
+        raise KeyError(f"{var!r} is not in this store (mode {raw.attrs.get('mode')!r}): channel_reduce needs a full "
+                       f"store; stats-only stores already hold per-unit statistics")
+    encoding = raw.attrs.get("encoding", "float32")
+    arr = raw[var].sel(layer=f"{fam}.{i}").data  # dask (sample, step, tokens, channels), raw values
+    complete = np.asarray(raw["complete"].values)
+    blocks = [arr.blocks[s, t] for s, t in zip(*np.nonzero(complete))]
+    if not blocks:
+        raise ValueError(f"{name}: the store has no complete (sample, step) unit")
+    chunks = [b.to_delayed().ravel()[0] for b in blocks]
+    mom, hist = _compute([_tree([dask.delayed(_moments)(c, encoding) for c in chunks], _merge_moments),
+                          _tree([dask.delayed(_hist_hi)(c, encoding) for c in chunks])], scheduler)
+    count = int(mom[0, 3])
+    rank = (count - 1) // 2  # lower median
+    cum = hist.cumsum(1)
+    hi_bin = (cum <= rank).sum(1).astype(np.uint32)
+    below = np.where(hi_bin > 0, cum[np.arange(len(hi_bin)), np.maximum(hi_bin.astype(np.int64) - 1, 0)], 0)
+    if encoding == "bfloat16-bits":
+        med_bits = hi_bin << 16
+    else:
+        lo_hist = _compute([_tree([dask.delayed(_hist_lo)(c, encoding, hi_bin) for c in chunks])], scheduler)[0]
+        lo_bin = (lo_hist.cumsum(1) <= (rank - below)[:, None]).sum(1).astype(np.uint32)
+        med_bits = (hi_bin << 16) | lo_bin
+    median = med_bits.astype(np.uint32).view(np.float32)
+    n = float(count)
+    return xr.Dataset({"max_abs": ("channel", mom[:, 0].astype(np.float32)),
+                       "mean_abs": ("channel", (mom[:, 1] / n).astype(np.float32)),
+                       "rms": ("channel", np.sqrt(mom[:, 2] / n).astype(np.float32)),
+                       "median_abs": ("channel", median)},
+                      coords={"channel": raw["channel"].values}, attrs={"name": name, "values": int(n)})
