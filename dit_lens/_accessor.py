@@ -33,11 +33,12 @@ class DitAccessor:
         arrays = []
         for n in names:
             fam, i, stream, site = n.split(".")
-            var = f"{stream}.{site}" if stat is None else f"{stream}.{site}.{stat}"
+            var = f"{stream}.{site}" if stat is None else f"{stream}.{site}.stats"
             if var not in self._ds:
                 raise KeyError(f"{var!r} is not in this store (mode {self._ds.attrs.get('mode')!r}; variables "
                                f"{sorted(v for v in self._ds.data_vars if v.startswith(stream))})")
-            arrays.append(self._ds[var].sel(layer=f"{fam}.{i}"))
+            da = self._ds[var].sel(layer=f"{fam}.{i}")
+            arrays.append(da if stat is None else da.sel(stat=stat))
         if len(arrays) == 1 and not any(c in name for c in "*?["):
             return arrays[0]
         return xr.concat(arrays, dim="layer")
@@ -52,7 +53,6 @@ class DitAccessor:
         if not 1 <= k <= n_channels:
             raise ValueError(f"k={k} out of range 1..{n_channels}")
         fam, i, stream, site = expand(name, self.names)[0].split(".")
-        stat = f"{stream}.{site}.mean_abs"
-        da = self._ds[stat].sel(layer=f"{fam}.{i}")
+        da = self._ds[f"{stream}.{site}.stats"].sel(layer=f"{fam}.{i}", stat="mean_abs")
         score = da.mean(("sample", "step"), skipna=True).values
         return [int(c) for c in score.argsort()[::-1][:k]]

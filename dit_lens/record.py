@@ -43,6 +43,9 @@ def channel_stats(h: torch.Tensor) -> torch.Tensor:
 
 
 class _Writer(threading.Thread):
+    """Writes whole chunks: a variable's layer group once all its recorded layers for a (batch, step) arrived,
+    stats and flags at the step's commit, so the model thread never waits on compression (only on the queue)."""
+
     def __init__(self, group, layout: Layout, maxsize: int):
         super().__init__(daemon=True)
         self.group, self.layout = group, layout
@@ -50,8 +53,15 @@ class _Writer(threading.Thread):
         self.error: BaseException | None = None
         self.nonfinite: list = []
         self.layer_pos = {name: i for i, name in enumerate(layout.layers)}
-        self._pending: dict = {}  # (stat variable, step position) -> layer -> (rows, channels)
         self.step_pos = {s: i for i, s in enumerate(layout.step_index)}
+        Lc = layout.layers_per_chunk
+        self.groups = {}  # (var, group index) -> set of recorded layer positions in it
+        for var, layers in layout.variables().items():
+            for x in layers:
+                pos = self.layer_pos[x]
+                self.groups.setdefault((var, pos // Lc), set()).add(pos)
+        self._values: dict = {}  # (var, group) -> {layer position: (rows, tokens, channels)}
+        self._stats: dict = {}  # var -> {layer position: (4, rows, channels)}
 
     def put(self, item) -> None:
         while True:
@@ -71,40 +81,57 @@ class _Writer(threading.Thread):
         except BaseException as e:  # noqa: BLE001 - reported to the model thread on its next put
             self.error = e
 
+    @staticmethod
+    def _rows(arr, samples, s, block, extra=()):
+        """arr[samples, s, *extra] = block: one call (zarr encodes the chunks concurrently) when contiguous."""
+        if samples == list(range(samples[0], samples[0] + len(samples))):
+            arr[(slice(samples[0], samples[0] + len(samples)), s, *extra)] = block
+        else:
+            for r, sample in enumerate(samples):
+                arr[(sample, s, *extra)] = block[r]
+
     def _data(self, samples, step, name, value, stats):
         fam, i, stream, site = name.split(".")
-        layer = self.layer_pos[f"{fam}.{i}"]
-        s = self.step_pos[step]
-        if value is not None:
-            arr = self.group[f"{stream}.{site}"]
-            for r, sample in enumerate(samples):
-                arr[sample, s, layer] = value[r]
-        for k, stat in enumerate(("mean_abs", "max_abs", "rms", "median_abs")):
-            self._pending.setdefault((f"{stream}.{site}.{stat}", s), {})[layer] = stats[k]
+        var, pos, s = f"{stream}.{site}", self.layer_pos[f"{fam}.{i}"], self.step_pos[step]
+        self._stats.setdefault(var, {})[pos] = stats
+        if value is None:
+            return
+        Lc = self.layout.layers_per_chunk
+        key = (var, pos // Lc)
+        got = self._values.setdefault(key, {})
+        got[pos] = value
+        if set(got) == self.groups[key]:  # the layer group is whole: write it as whole chunks
+            arr = self.group[var]
+            lo, hi = key[1] * Lc, min((key[1] + 1) * Lc, arr.shape[2])
+            block = np.full((len(samples), hi - lo) + value.shape[1:], arr.fill_value, dtype=arr.dtype)
+            for p, v in got.items():
+                block[:, p - lo] = v
+            self._rows(arr, samples, s, block, (slice(lo, hi),))
+            del self._values[key]
 
-    def _commit(self, samples, step, timesteps, nonfinite):
+    def _commit(self, samples, step, timestep, nonfinite):
         s = self.step_pos[step]
         if nonfinite:
             self.nonfinite.append((samples, step, nonfinite))
-        for (var, s2), per_layer in list(self._pending.items()):
-            if s2 != s:
-                continue
-            arr = self.group[var]
-            block = np.full((len(samples), arr.shape[2], arr.shape[3]), np.nan, np.float32)
-            for layer, v in per_layer.items():
-                block[:, layer] = v
-            for r, sample in enumerate(samples):
-                arr[sample, s] = block[r]
-            del self._pending[(var, s2)]
-        for r, sample in enumerate(samples):
-            self.group["timestep"][sample, s] = timesteps
-            self.group["nonfinite"][sample, s] = nonfinite
-            self.group["complete"][sample, s] = True
+        for var, per_layer in self._stats.items():
+            arr = self.group[f"{var}.stats"]
+            block = np.full((len(samples),) + arr.shape[2:], np.nan, np.float32)
+            for p, v in per_layer.items():
+                block[:, p] = v.transpose(1, 0, 2)
+            self._rows(arr, samples, s, block)
+        self._stats = {}
+        self._rows(self.group["timestep"], samples, s, np.full(len(samples), timestep, np.float32))
+        self._rows(self.group["nonfinite"], samples, s, np.full(len(samples), nonfinite, np.int64))
+        self._rows(self.group["complete"], samples, s, np.ones(len(samples), bool))
 
     def _image(self, samples, images):
-        for r, sample in enumerate(samples):
-            self.group["image"][sample] = images[r]
-            self.group["image_complete"][sample] = True
+        if samples == list(range(samples[0], samples[0] + len(samples))):
+            self.group["image"][samples[0]:samples[0] + len(samples)] = images
+            self.group["image_complete"][samples[0]:samples[0] + len(samples)] = True
+        else:
+            for r, sample in enumerate(samples):
+                self.group["image"][sample] = images[r]
+                self.group["image_complete"][sample] = True
 
 
 def _claim(url, samples, storage_options, takeover: bool) -> list:
@@ -127,6 +154,12 @@ def _claim(url, samples, storage_options, takeover: bool) -> list:
                          f"writer ({url}.claims/); record disjoint samples, or pass resume=True to take over the "
                          f"claims of a writer that died")
     return paths
+
+
+def _layers_per_chunk(tokens: int, channels: int, encoding: str, target: int = 8 << 20) -> int:
+    """Layers per chunk so one chunk holds about ``target`` bytes (at least one layer)."""
+    per_layer = tokens * channels * (4 if encoding == "float32" else 2)
+    return max(1, target // per_layer)
 
 
 def _grid(lens, kwargs) -> list | None:
@@ -160,6 +193,7 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
     channels = {lens.shape(n)[1] for n in names}
     if len(channels) != 1:
         raise ValueError(f"names with different channel counts {sorted(channels)} cannot share a store")
+    channels_n = channels.pop()
     tokens = {n.split(".")[2]: lens.shape(n)[0] for n in names}
     if img_tokens is not None:
         img_tokens = sorted(int(t) for t in img_tokens)
@@ -177,10 +211,11 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
     layout = Layout(prompts=all_prompts, seeds=all_seeds, steps=len(step_index), step_index=step_index,
                     layers=layers, depth=[lens.depth(x + ".img.resid_post") if f"{x}.img.resid_post" in lens
                                           else lens.depth(x + ".txt.resid_post") for x in layers],
-                    names=names, tokens=tokens, channels=channels.pop(), grid=_grid(lens, pipeline_kwargs),
+                    names=names, tokens=tokens, channels=channels_n, grid=_grid(lens, pipeline_kwargs),
                     image_shape=image_shape if image_shape and len(image_shape) == 3 else None,
                     mode="stats" if stats_only else "full", encoding=encoding, cfg=cfg,
-                    img_token_index=img_tokens, attrs=attrs)
+                    img_token_index=img_tokens, attrs=attrs,
+                    layers_per_chunk=_layers_per_chunk(max(tokens.values()), channels_n, encoding))
     if resume:
         group = open_group(url, storage_options)
         old = read_layout(group)

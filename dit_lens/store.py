@@ -8,9 +8,10 @@
     StoreError                  a store that cannot be used (schema, model mismatch, unreachable, corrupt)
 
 Variables (see stores/README.md): ``{stream}.{site}`` (sample, step, layer, {stream}_token, channel) in full mode,
-``{stream}.{site}.{stat}`` (sample, step, layer, channel) for stat in STATS in both modes, ``complete`` (sample,
-step), ``nonfinite`` (sample, step), ``timestep`` (sample, step), ``image`` (sample, y, x, rgb) uint8 and
-``image_complete`` (sample). Every data chunk is one (sample, step[, layer]) unit, written whole, then flagged.
+``{stream}.{site}.stats`` (sample, step, layer, stat, channel) in both modes, ``complete`` (sample, step),
+``nonfinite`` (sample, step), ``timestep`` (sample, step), ``image`` (sample, y, x, rgb) uint8 and
+``image_complete`` (sample). A data chunk holds one (sample, step) and a group of layers (``layers_per_chunk``,
+about 8 MiB), is written whole, and is flagged complete only after every variable of the unit is written.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Layout:
     encoding: str = "float32"
     cfg: str = "cond"
     img_token_index: list | None = None  # stored subset of image tokens
+    layers_per_chunk: int = 1
     attrs: dict = field(default_factory=dict)  # model class, config hash, pipeline kwargs, version
 
     def variables(self) -> dict:
@@ -67,6 +69,7 @@ def create(url: str, layout: Layout, storage_options: dict | None = None) -> Non
     from zarr.codecs import ZstdCodec
 
     n, s, L, C = len(layout.prompts), layout.steps, len(layout.layers), layout.channels
+    Lc = layout.layers_per_chunk
     zstd = [ZstdCodec(level=1)]
     data, enc = {}, {}
     dtype = ENCODINGS[layout.encoding]
@@ -76,14 +79,13 @@ def create(url: str, layout: Layout, storage_options: dict | None = None) -> Non
         T = layout.tokens[stream]
         if layout.mode == "full":
             data[var] = xr.Variable(("sample", "step", "layer", f"{stream}_token", "channel"),
-                                    da.full((n, s, L, T, C), fill, dtype=dtype, chunks=(1, 1, 1, T, C)),
+                                    da.full((n, s, L, T, C), fill, dtype=dtype, chunks=(1, 1, Lc, T, C)),
                                     attrs={"layers": layers})
             enc[var] = {"compressors": zstd, "fill_value": fill}
-        for stat in STATS:
-            data[f"{var}.{stat}"] = xr.Variable(("sample", "step", "layer", "channel"),
-                                                da.full((n, s, L, C), np.nan, dtype="float32",
-                                                        chunks=(1, 1, L, C)), attrs={"layers": layers})
-            enc[f"{var}.{stat}"] = {"compressors": zstd, "fill_value": np.nan}
+        data[f"{var}.stats"] = xr.Variable(("sample", "step", "layer", "stat", "channel"),
+                                           da.full((n, s, L, len(STATS), C), np.nan, dtype="float32",
+                                                   chunks=(1, 1, L, len(STATS), C)), attrs={"layers": layers})
+        enc[f"{var}.stats"] = {"compressors": zstd, "fill_value": np.nan}
     for var, dt, fillv in (("complete", bool, False), ("nonfinite", "int64", 0), ("timestep", "float32", np.nan)):
         data[var] = xr.Variable(("sample", "step"), da.full((n, s), fillv, dtype=dt, chunks=(1, 1)))
         enc[var] = {"fill_value": fillv}
@@ -98,7 +100,7 @@ def create(url: str, layout: Layout, storage_options: dict | None = None) -> Non
         "depth": ("layer", np.asarray(layout.depth)),
         "family": ("layer", np.array([x.split(".")[0] for x in layout.layers], object)),
         "prompt": ("sample", np.array(layout.prompts, object)), "seed": ("sample", np.asarray(layout.seeds)),
-        "channel": np.arange(C),
+        "channel": np.arange(C), "stat": np.array(STATS, object),
     }
     if "img" in layout.tokens:
         idx = np.asarray(layout.img_token_index if layout.img_token_index is not None

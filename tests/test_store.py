@@ -58,7 +58,7 @@ def test_round_trip_bit_exact(tiny_lens, tmp_path):
     grid = ds.dit.grid(ds.dit.sel("single.3.img.resid_post"))
     assert grid.sizes["token_row"] == 16 and grid.sizes["token_col"] == 16
     # stats from the writer equal stats of the stored values
-    stats = ds["img.resid_post.max_abs"].sel(layer="single.0").isel(sample=0, step=1).values
+    stats = ds["img.resid_post.stats"].sel(layer="single.0", stat="max_abs").isel(sample=0, step=1).values
     assert np.array_equal(stats, np.abs(ds.dit.sel("single.0.img.resid_post").isel(sample=0, step=1).values)
                           .max(0))
     # whole-store per-channel reduction with Dask (threads) equals numpy on the values in RAM, median exactly

@@ -1,0 +1,156 @@
+"""Activation store benchmark, ratios measured side by side in one run (not a test).
+
+  1. recording overhead: plain generation vs record (full image stream, every block, every step) vs stats-only
+  2. write throughput: the recorder's chunk writes (zarr, zstd-1) vs np.tofile of the same bytes
+  3. per-channel max/mean/median over a >= 2 GB store (channel_reduce, Dask threads) vs the same numpy reduction
+     of the same values held in RAM
+
+    python bench/store_bench.py [--gb 2.0] [--prompts 8] [--steps 20] [--dir /tmp/dit-lens-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _timeit(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def recording(root: Path, n_prompts: int, steps: int, repeats: int) -> None:
+    from dit_lens import Lens
+    from dit_lens.record import record
+    from dit_lens.tiny.demo import demo_prompts
+
+    lens = Lens("tiny")
+    prompts = demo_prompts(n_prompts)
+    gens = lambda: [torch.Generator().manual_seed(i) for i in range(n_prompts)]  # noqa: E731
+
+    def plain():
+        lens.pipeline(prompts, num_inference_steps=steps, generator=gens())
+
+    def rec(stats_only):
+        def fn():
+            url = root / ("stats.zarr" if stats_only else "full.zarr")
+            shutil.rmtree(url, ignore_errors=True)
+            record(lens, str(url), prompts, seeds=[0], names="*.*.img.resid_post", num_inference_steps=steps,
+                   batch_size=n_prompts, stats_only=stats_only, progress=False)
+        return fn
+
+    fns = {"plain": plain, "full": rec(False), "stats": rec(True)}
+    for f in fns.values():
+        f()  # warm-up
+    t = {k: _timeit(f, repeats) for k, f in fns.items()}
+    size = sum(p.stat().st_size for p in (root / "full.zarr").rglob("*") if p.is_file())
+    print(f"\n1. recording ({n_prompts} prompts x {steps} steps, tiny model, 6 image-stream names, median of "
+          f"{repeats})")
+    for k, v in t.items():
+        print(f"   {k:<6} {v:7.2f} s")
+    print(f"   full/plain  {t['full'] / t['plain']:.3f}x  (goal <= 1.25)   store {size / 1e6:.1f} MB")
+    print(f"   stats/plain {t['stats'] / t['plain']:.3f}x  (goal <= 1.05)")
+
+
+def writes(root: Path, mb: int) -> None:
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    rng = np.random.default_rng(0)
+    chunk = (rng.standard_normal((4096, 256)).astype(np.float32) * 3)  # 4 MiB, bf16-like precision below
+    chunk = (chunk.view(np.uint32) & 0xFFFF0000).view(np.float32)
+    n = max(1, mb // 4)
+    arr = zarr.create_array(str(root / "w.zarr"), shape=(n, 4096, 256), chunks=(1, 4096, 256), dtype="float32",
+                            compressors=[ZstdCodec(level=1)], overwrite=True)
+
+    def z():
+        for i in range(n):
+            arr[i] = chunk
+
+    def tofile():
+        with open(root / "w.bin", "wb") as f:
+            for _ in range(n):
+                chunk.tofile(f)
+
+    z(), tofile()
+    tz, tt = _timeit(z, 3), _timeit(tofile, 3)
+    print(f"\n2. writes: {n} chunks of 4 MiB (float32 with bf16 precision)")
+    print(f"   zarr+zstd1 {n * 4 / tz:7.0f} MiB/s   np.tofile {n * 4 / tt:7.0f} MiB/s   ratio {tt / tz:.2f} "
+          f"(goal >= 0.50)")
+
+
+def reductions(root: Path, gb: float) -> None:
+    import dask.array as da
+    import xarray as xr
+
+    from dit_lens.reduce import channel_reduce
+    from dit_lens.store import Layout, create, open_group
+
+    T, C = 4096, 512
+    n = int(np.ceil(gb * 2**30 / (T * C * 4)))
+    layout = Layout(prompts=[f"p{i}" for i in range(n)], seeds=[0] * n, steps=1, step_index=[0],
+                    layers=["double.0"], depth=[0], names=["double.0.img.resid_post"], tokens={"img": T},
+                    channels=C, grid=[64, 64], image_shape=None)
+    url = str(root / "big.zarr")
+    shutil.rmtree(url, ignore_errors=True)
+    create(url, layout)
+    g = open_group(url)
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((T, C)).astype(np.float32)
+    base[:, :4] *= 300  # a few massive channels
+    for i in range(n):
+        x = base * np.float32(1 + 0.01 * i)
+        g["img.resid_post"][i, 0, 0] = (x.view(np.uint32) & 0xFFFF0000).view(np.float32)
+        g["complete"][i, 0] = True
+    gbytes = n * T * C * 4 / 2**30
+    t0 = time.perf_counter()
+    r = channel_reduce(url, "double.0.img.resid_post")
+    t_store = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ram = xr.open_zarr(url, consolidated=False)["img.resid_post"].values.reshape(-1, C)
+    t_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    a = np.abs(ram)
+    mx, mean, med = a.max(0), a.mean(0, dtype=np.float64), np.median(a, 0)
+    t_np = time.perf_counter() - t0
+    assert np.array_equal(r.max_abs.values, mx)
+    print(f"\n3. per-channel max/mean/median over {gbytes:.2f} GiB ({n} chunks of {T}x{C} float32)")
+    print(f"   channel_reduce from the store {gbytes / t_store:6.2f} GiB/s ({t_store:.1f} s)")
+    print(f"   numpy from RAM                {gbytes / t_np:6.2f} GiB/s ({t_np:.1f} s; loading it took "
+          f"{t_load:.1f} s)")
+    print(f"   ratio {t_np / t_store:.2f} (goal >= 0.50); median equal to numpy's lower/upper mean: "
+          f"{bool(np.all((r.median_abs.values >= np.sort(a, 0)[(a.shape[0] - 1) // 2])))}")
+    del ram, a
+    _ = (da, mean, med)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--gb", type=float, default=2.0)
+    p.add_argument("--prompts", type=int, default=8)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--write-mb", type=int, default=512)
+    p.add_argument("--dir", default="/tmp/dit-lens-bench")
+    a = p.parse_args()
+    root = Path(a.dir)
+    root.mkdir(parents=True, exist_ok=True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    recording(root, a.prompts, a.steps, a.repeats)
+    writes(root, a.write_mb)
+    reductions(root, a.gb)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
