@@ -6,8 +6,9 @@
 
 Chunks are reduced independently (one task per (sample, step) chunk) and summed, so the work spreads over Dask's
 threads (default), a ``dask.distributed`` scheduler address, or a ``Client``. The median is exact: |x| as float32
-has monotone bit patterns, so a 65,536-bin histogram of the high 16 bits finds the median's bin and a second pass
-over the low 16 bits inside that bin finds the value (bf16 data needs only the first pass).
+has monotone bit patterns, so a 4,096-bin histogram of the high 12 bits (exponent and 3 mantissa bits) per channel
+finds the bin holding the median, and a second pass gathers only the values in that bin and selects the median
+among them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-_HI = 1 << 16
+_SHIFT = 20  # coarse bins: the top 12 bits of |x|'s float32 pattern
+_BINS = 1 << (32 - _SHIFT)
 
 
 def _abs_bits(block: np.ndarray, encoding: str) -> np.ndarray:
@@ -39,19 +41,19 @@ def _merge_moments(a, b):
     return np.stack([np.maximum(a[:, 0], b[:, 0]), a[:, 1] + b[:, 1], a[:, 2] + b[:, 2], a[:, 3] + b[:, 3]], 1)
 
 
-def _hist_hi(block, encoding):
-    bits = _abs_bits(block, encoding) >> 16
+def _hist(block, encoding):
+    bits = _abs_bits(block, encoding) >> _SHIFT
     C = bits.shape[1]
-    flat = (bits + (np.arange(C, dtype=np.uint32) * _HI)[None, :]).ravel()
-    return np.bincount(flat, minlength=C * _HI).reshape(C, _HI)
+    flat = (bits + (np.arange(C, dtype=np.uint32) * _BINS)[None, :]).ravel()
+    return np.bincount(flat, minlength=C * _BINS).reshape(C, _BINS)
 
 
-def _hist_lo(block, encoding, hi_bin):
+def _gather(block, encoding, coarse):
+    """uint64 keys (channel << 32 | bits) of the values lying in each channel's median bin."""
     bits = _abs_bits(block, encoding)
-    C = bits.shape[1]
-    inside = (bits >> 16) == hi_bin[None, :]
-    lo = (bits & 0xFFFF) + (np.arange(C, dtype=np.uint32) * _HI)[None, :]
-    return np.bincount(lo[inside], minlength=C * _HI).reshape(C, _HI)
+    inside = (bits >> _SHIFT) == coarse[None, :]
+    channel = np.broadcast_to(np.arange(bits.shape[1], dtype=np.uint64)[None, :], bits.shape)
+    return (channel[inside] << np.uint64(32)) | bits[inside].astype(np.uint64)
 
 
 def _compute(tasks, scheduler):
@@ -98,19 +100,18 @@ def channel_reduce(store, name: str, scheduler=None, **storage_options) -> xr.Da
         raise ValueError(f"{name}: the store has no complete (sample, step) unit")
     chunks = [b.to_delayed().ravel()[0] for b in blocks]
     mom, hist = _compute([_tree([dask.delayed(_moments)(c, encoding) for c in chunks], _merge_moments),
-                          _tree([dask.delayed(_hist_hi)(c, encoding) for c in chunks])], scheduler)
+                          _tree([dask.delayed(_hist)(c, encoding) for c in chunks])], scheduler)
     count = int(mom[0, 3])
     rank = (count - 1) // 2  # lower median
     cum = hist.cumsum(1)
-    hi_bin = (cum <= rank).sum(1).astype(np.uint32)
-    below = np.where(hi_bin > 0, cum[np.arange(len(hi_bin)), np.maximum(hi_bin.astype(np.int64) - 1, 0)], 0)
-    if encoding == "bfloat16-bits":
-        med_bits = hi_bin << 16
-    else:
-        lo_hist = _compute([_tree([dask.delayed(_hist_lo)(c, encoding, hi_bin) for c in chunks])], scheduler)[0]
-        lo_bin = (lo_hist.cumsum(1) <= (rank - below)[:, None]).sum(1).astype(np.uint32)
-        med_bits = (hi_bin << 16) | lo_bin
-    median = med_bits.astype(np.uint32).view(np.float32)
+    coarse = (cum <= rank).sum(1).astype(np.uint32)  # the bin holding the rank-th value, per channel
+    below = np.where(coarse > 0, cum[np.arange(len(coarse)), np.maximum(coarse.astype(np.int64) - 1, 0)], 0)
+    keys = np.sort(np.concatenate(_compute([dask.delayed(_gather)(c, encoding, coarse) for c in chunks],
+                                           scheduler)))
+    channel = (keys >> np.uint64(32)).astype(np.int64)
+    start = np.searchsorted(channel, np.arange(len(coarse)))
+    med_bits = (keys[start + (rank - below)] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    median = med_bits.view(np.float32)
     n = float(count)
     return xr.Dataset({"max_abs": ("channel", mom[:, 0].astype(np.float32)),
                        "mean_abs": ("channel", (mom[:, 1] / n).astype(np.float32)),
