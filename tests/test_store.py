@@ -273,3 +273,27 @@ def test_two_distributed_workers_write_one_store(tmp_path):
     # the workers batch samples [0, 1, 2] and [3, 4, 5] exactly as the reference run does (batch composition
     # and thread count change float rounding, so equal batches and threads make bit-equality the right check)
     assert np.array_equal(a["img.resid_post"].values, b["img.resid_post"].values)
+
+
+def test_cli_record_and_info(tmp_path, capsys):
+    import json
+
+    from dit_lens.cli import main
+
+    url = str(tmp_path / "cli.zarr")
+    assert main(["record", url, "--prompts", *PROMPTS[:2], "--seeds", "0", "1", "--num-inference-steps", "3",
+                 "--names", "double.*.img.resid_post", "--stats-only"]) == 0
+    capsys.readouterr()
+    assert main(["info", url, "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["mode"] == "stats" and info["samples"] == 4 and info["complete_units"] == info["total_units"] == 12
+    assert info["names"] == ["double.0.img.resid_post", "double.1.img.resid_post"]
+    assert main(["record", url, "--prompts", "x", "--num-inference-steps", "3"]) == 2  # exists: a clear error
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_unreachable_url_is_a_clear_error():
+    opts = {"key": "k", "secret": "s", "endpoint_url": "http://127.0.0.1:9", "client_kwargs": {"region_name": "x"},
+            "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}
+    with pytest.raises(StoreError, match="cannot open|no dit-lens store"):
+        open_store("s3://nowhere/x.zarr", **opts)
