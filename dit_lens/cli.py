@@ -5,6 +5,7 @@
     dit-lens record STORE --prompts P ... [--names GLOB] [--steps N] [--stats-only] [--resume]
                                                          record activations into an xarray/zarr store
     dit-lens info STORE [--json]                         summarise a store
+    dit-lens run RECIPE.toml --out DIR                   run a recipe file: DIR/report.json + figures
 
 ``--model`` is "tiny" (the embedded model, the default), a folder in diffusers' save_pretrained layout, or a hub id.
 """
@@ -94,6 +95,15 @@ def _info(a) -> int:
     return 0
 
 
+def _run(a) -> int:
+    from .recipes import run_file
+
+    report = run_file(a.recipe, a.out)
+    print(f"{report['recipe']} done in {report['seconds']} s -> {a.out}/report.json "
+          f"({len(report['figures'])} figures)")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="dit-lens", description="Name-addressed interpretability for Diffusion "
                                 "Transformers (nnsight + diffusers).")
@@ -132,6 +142,10 @@ def main(argv=None) -> int:
     i.add_argument("--json", action="store_true")
     i.add_argument("--storage-options", help="JSON of fsspec storage options")
     i.set_defaults(fn=_info)
+    rr = sub.add_parser("run", help="run a recipe file (recipes/*.toml)")
+    rr.add_argument("recipe")
+    rr.add_argument("--out", required=True)
+    rr.set_defaults(fn=_run)
     a = p.parse_args(argv)
     try:
         return a.fn(a)

@@ -277,6 +277,8 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
     with lens.trace(prompts, num_inference_steps=n_steps, generator=gens, **kwargs) as tracer:
         run = tracer.dit
         for step in run.steps():
+            if step.branch not in ("batch", cfg):
+                continue  # sequential CFG: the other branch's call
             if step.index in keep_steps:
                 bad = 0
                 for name in names:

@@ -1,0 +1,96 @@
+"""Recipes on the embedded model (small settings) and on stores recorded from tiny configs of each architecture."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dit_lens import Lens
+from dit_lens.record import record
+from dit_lens.recipes import run_file
+from dit_lens.recipes.detect import detect
+from dit_lens.recipes.disrupt import disrupt, hf_energy, psnr, ssim
+from tiny_pipelines import BUILDERS
+
+PROMPTS = ["a red circle on a blue background", "a green square on a white background"]
+
+
+@pytest.fixture(scope="module")
+def tiny_lens():
+    return Lens("tiny")
+
+
+@pytest.mark.parametrize("key", ["flux", "flux2", "qwenimage", "sd3", "pixart", "sana", "cogview4"])
+def test_detect_offline_on_each_architecture(key, tmp_path):
+    pipe, kw = BUILDERS[key][0]()
+    lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
+    full, stats = str(tmp_path / "f.zarr"), str(tmp_path / "s.zarr")
+    common = dict(names="*.*.img.resid_post", num_inference_steps=3, batch_size=2, progress=False, **kw)
+    record(lens, full, ["a", "b"], **common)
+    record(lens, stats, ["a", "b"], stats_only=True, **common)
+    a, b = detect(full, k=3), detect(stats, k=3)
+    assert a.per_name.keys() == b.per_name.keys() == set(lens.names("*.*.img.resid_post"))
+    for name in a.per_name:
+        assert a.massive(name) == b.massive(name)
+        assert a.per_name[name]["ratio"] >= 1.0
+        assert 0.0 <= a.per_name[name]["jaccard_prompts"] <= 1.0
+    with pytest.raises(ValueError, match="k="):
+        detect(full, k=10_000)
+    with pytest.raises(KeyError, match="matches no name"):
+        detect(full, names="double.99.img.resid_post")
+
+
+def test_detect_live_and_figures(tiny_lens, tmp_path):
+    d = detect(tiny_lens, names="*.*.img.resid_post", k=4, prompts=PROMPTS, seeds=[0], num_inference_steps=3)
+    assert len(d.per_name) == 6 and all(len(v["top"]) == 4 for v in d.per_name.values())
+    name = "single.3.img.resid_post"
+    assert not set(d.massive(name)) & set(d.low(name))
+    paths = d.figures(tmp_path)
+    assert all(p.stat().st_size > 1000 for p in paths)
+    with pytest.raises(ValueError, match="prompts"):
+        detect(tiny_lens)
+
+
+def test_image_metrics():
+    rng = np.random.default_rng(0)
+    a = np.repeat(np.linspace(0, 255, 32, dtype=np.uint8)[None, :, None], 32, 0).repeat(3, 2)  # smooth ramp
+    assert psnr(a, a) == float("inf") and ssim(a, a) == pytest.approx(1.0)
+    b = np.clip(a.astype(int) + rng.integers(-40, 40, a.shape), 0, 255).astype(np.uint8)
+    assert psnr(a, b) < 30 and ssim(a, b) < 0.95
+    flat = np.full((32, 32, 3), 128, np.uint8)
+    assert hf_energy(flat) == 0.0 < hf_energy(a) < hf_energy(b)
+
+
+def test_disrupt_small(tiny_lens, tmp_path):
+    d = disrupt(tiny_lens, prompts=PROMPTS, seeds=[0, 1], k=4, num_inference_steps=4)
+    assert set(d.metrics) == {f"{a}/{s}" for a in ("zero", "mean") for s in ("massive", "low", "random")}
+    m = d.metrics["zero/massive"]
+    assert m["psnr"]["n"] == 4 and m["psnr"]["lo"] <= m["psnr"]["mean"] <= m["psnr"]["hi"]
+    assert "shape_acc" in m  # the embedded model is scored by the ground-truth evaluator
+    for s in ("massive", "low", "random"):
+        assert all(len(c) == 4 for c in d.channels[s].values())
+    assert not set(d.channels["random"]["double.0.img.resid_post"]) & set(d.channels["massive"][
+        "double.0.img.resid_post"])
+    assert d.figure(tmp_path).exists()
+    with pytest.raises(ValueError, match="k="):
+        disrupt(tiny_lens, prompts=PROMPTS, k=1000, num_inference_steps=4)
+    with pytest.raises(IndexError, match="steps"):
+        disrupt(tiny_lens, prompts=PROMPTS, k=4, steps=[9], num_inference_steps=4)
+
+
+def test_run_recipe_file(tmp_path):
+    recipe = tmp_path / "d.toml"
+    recipe.write_text('recipe = "detect"\nmodel = "tiny"\nk = 2\nnames = "double.*.img.resid_post"\n'
+                      f'prompts = {json.dumps(PROMPTS)}\nseeds = [0]\nnum_inference_steps = 2\n')
+    report = run_file(recipe, tmp_path / "out")
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["recipe"] == "detect" and saved["parameters"]["k"] == 2
+    assert saved["source"]["config_hash"] and saved["dit_lens_version"]
+    assert set(saved["result"]["per_name"]) == {"double.0.img.resid_post", "double.1.img.resid_post"}
+    assert len(report["figures"]) == 2
+    bad = tmp_path / "bad.toml"
+    bad.write_text('recipe = "detect"\nmodel = "tiny"\nkay = 2\n')
+    with pytest.raises(ValueError, match="no arguments"):
+        run_file(bad, tmp_path / "o2")
