@@ -94,3 +94,24 @@ def test_run_recipe_file(tmp_path):
     bad.write_text('recipe = "detect"\nmodel = "tiny"\nkay = 2\n')
     with pytest.raises(ValueError, match="no arguments"):
         run_file(bad, tmp_path / "o2")
+
+
+def test_cluster_offline_with_controls_and_errors(tiny_lens, tmp_path):
+    from dit_lens.recipes.cluster import best_iou, cluster
+
+    labels = np.array([[0, 0], [1, 1]])
+    assert best_iou(labels, np.array([[False, False], [True, True]]), 2) == 1.0
+    url = str(tmp_path / "c.zarr")
+    record(tiny_lens, url, PROMPTS, seeds=[0, 1], names="double.*.img.resid_post", num_inference_steps=3,
+           progress=False)
+    c = cluster(url, k=4, K=2, steps=[2])
+    assert set(c.summary) >= {"massive", "all", "random", "low"}
+    assert all(0.0 <= c.summary[x] <= 1.0 for x in ("massive", "all", "random", "low"))
+    assert c.masks.shape == (4, 16, 16) and c.masks.any()
+    assert c.figure(tmp_path).exists()
+    with pytest.raises(ValueError, match="K=1"):
+        cluster(url, K=1)
+    with pytest.raises(ValueError, match="masks of shape"):
+        cluster(url, masks=np.zeros((4, 8, 8), bool))
+    with pytest.raises(ValueError, match="steps"):
+        cluster(url, steps=[7])

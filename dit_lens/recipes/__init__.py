@@ -1,6 +1,6 @@
 """Recipes: plain functions over the public API, run from files that map 1:1 onto their keyword arguments.
 
-    RECIPES                 name -> function (detect, disrupt)
+    RECIPES                 name -> function (detect, disrupt, cluster)
     run_file(path, out)     run ``recipes/X.toml`` and write ``out/report.json`` plus the recipe's figures
 
 A recipe file names the function and gives its keyword arguments; two keys are special: ``model`` (a Lens spec:
@@ -24,10 +24,11 @@ import time
 import tomllib
 from pathlib import Path
 
+from .cluster import cluster
 from .detect import detect
 from .disrupt import disrupt
 
-RECIPES = {"detect": detect, "disrupt": disrupt}
+RECIPES = {"detect": detect, "disrupt": disrupt, "cluster": cluster}
 
 
 def load(path) -> tuple[str, dict]:
