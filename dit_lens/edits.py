@@ -39,6 +39,7 @@ class Edit:
     cfg: str | None = None  # "cond" | "uncond"; None = every row
     tokens: tuple | None = None  # token indices within the stream; None = all
     channels: tuple | None = None  # channel indices; None = all
+    alpha: float = 1.0  # patch strength: selection + alpha * (value - selection)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -91,6 +92,8 @@ class Edit:
             new = sub * v
         elif self.kind == "add":
             new = sub + v
+        elif self.kind == "patch" and self.alpha != 1.0:
+            new = sub + self.alpha * (v - sub)
         else:  # set / patch
             new = torch.zeros_like(sub) + v
         if self.tokens is not None and self.channels is not None:
@@ -119,9 +122,9 @@ class Edit:
                       (tuple(v) if k == "names" else v) for k, v in d.items()})
 
 
-def _make(kind: str, names, value=None, *, steps=None, cfg=None, tokens=None, channels=None) -> Edit:
+def _make(kind: str, names, value=None, *, steps=None, cfg=None, tokens=None, channels=None, alpha=1.0) -> Edit:
     names = (names,) if isinstance(names, str) else tuple(names)
-    return Edit(kind, names, value, _tuple(steps), cfg, _tuple(tokens), _tuple(channels))
+    return Edit(kind, names, value, _tuple(steps), cfg, _tuple(tokens), _tuple(channels), float(alpha))
 
 
 def zero(names: str | Sequence[str], **where) -> Edit:
@@ -145,6 +148,7 @@ def add(names: str | Sequence[str], vector, **where) -> Edit:
     return _make("add", names, torch.as_tensor(vector, dtype=torch.float32), **where)
 
 
-def patch(names: str | Sequence[str], source, **where) -> Edit:
-    """Replace the selection by ``source``: a tensor, or ``{step: tensor}`` (only those steps are patched)."""
-    return _make("patch", names, source, **where)
+def patch(names: str | Sequence[str], source, alpha: float = 1.0, **where) -> Edit:
+    """Replace the selection by ``source`` (a tensor, or ``{step: tensor}``: only those steps are patched); with
+    ``alpha`` < 1 move it that fraction of the way (selection + alpha * (source - selection))."""
+    return _make("patch", names, source, alpha=alpha, **where)

@@ -115,3 +115,21 @@ def test_cluster_offline_with_controls_and_errors(tiny_lens, tmp_path):
         cluster(url, masks=np.zeros((4, 8, 8), bool))
     with pytest.raises(ValueError, match="steps"):
         cluster(url, steps=[7])
+
+
+def test_transport_small(tiny_lens, tmp_path):
+    from dit_lens.recipes.transport import transport
+
+    pairs = [("a red circle on a blue background", "a green circle on a blue background")]
+    r = transport(tiny_lens, pairs=pairs, seeds=[0, 1], alphas=(0.5, 1.0), num_inference_steps=3, k=4)
+    assert set(r.success) == set(r.blend_success) == {0.5, 1.0}
+    assert all(0.0 <= v <= 1.0 for v in r.success.values())
+    assert r.images[1.0].shape == r.images["target"].shape
+    assert (r.images[1.0] != r.images["target"]).any(), "patching the massive channels changed nothing"
+    assert r.figure(tmp_path).exists()
+    sub = transport(tiny_lens, pairs=pairs, seeds=[0], alphas=(1.0,), num_inference_steps=3, spatial="subject")
+    assert sub.images[1.0].shape == (1, 32, 32, 3)
+    with pytest.raises(ValueError, match="alphas"):
+        transport(tiny_lens, pairs=pairs, alphas=(2.0,), num_inference_steps=3)
+    with pytest.raises(ValueError, match="pairs"):
+        transport(tiny_lens, pairs=[("only one",)], num_inference_steps=3)

@@ -1,6 +1,6 @@
 """Recipes: plain functions over the public API, run from files that map 1:1 onto their keyword arguments.
 
-    RECIPES                 name -> function (detect, disrupt, cluster)
+    RECIPES                 name -> function (detect, disrupt, cluster, transport)
     run_file(path, out)     run ``recipes/X.toml`` and write ``out/report.json`` plus the recipe's figures
 
 A recipe file names the function and gives its keyword arguments; two keys are special: ``model`` (a Lens spec:
@@ -27,8 +27,9 @@ from pathlib import Path
 from .cluster import cluster
 from .detect import detect
 from .disrupt import disrupt
+from .transport import transport
 
-RECIPES = {"detect": detect, "disrupt": disrupt, "cluster": cluster}
+RECIPES = {"detect": detect, "disrupt": disrupt, "cluster": cluster, "transport": transport}
 
 
 def load(path) -> tuple[str, dict]:
