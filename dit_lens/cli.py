@@ -1,7 +1,8 @@
 """The ``dit-lens`` command: one subcommand per public function.
 
     dit-lens names [PATTERN ...] [--model M] [--json]    canonical names of a model (with shapes and depth)
-    dit-lens demo --out DIR [--model tiny]               generate a grid with the embedded model and score it
+    dit-lens demo --out DIR [--model tiny] [--quick]     generate + score a grid, then record -> detect -> disrupt
+                                                         -> cluster -> transport; DIR/report.md
     dit-lens record STORE --prompts P ... [--names GLOB] [--steps N] [--stats-only] [--resume]
                                                          record activations into an xarray/zarr store
     dit-lens info STORE [--json]                         summarise a store
@@ -42,7 +43,7 @@ def _names(a) -> int:
 def _demo(a) -> int:
     from .tiny.demo import demo
 
-    demo(a.out, model=a.model, steps=a.steps, seed=a.seed)
+    demo(a.out, model=a.model, steps=a.steps, seed=a.seed, full=not a.quick)
     return 0
 
 
@@ -113,10 +114,12 @@ def main(argv=None) -> int:
     n.add_argument("--json", action="store_true", help="machine-readable output with shapes and depth")
     _model_arg(n)
     n.set_defaults(fn=_names)
-    d = sub.add_parser("demo", help="generate a grid with the embedded model and score it against ground truth")
+    d = sub.add_parser("demo", help="the embedded model end to end: generate + score, then record -> detect -> "
+                       "disrupt -> cluster -> transport, and a report page")
     d.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     d.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--quick", action="store_true", help="only the generation grid and its scores")
     _model_arg(d)
     d.set_defaults(fn=_demo)
     r = sub.add_parser("record", help="record activations of prompts x seeds into a store (path or URL)")

@@ -257,9 +257,14 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
                       f"'nonfinite' variable", RuntimeWarning, stacklevel=2)
     import fsspec
 
-    fs = fsspec.core.url_to_fs(url + ".claims", **(storage_options or {}))[0]
+    fs, root = fsspec.core.url_to_fs(url + ".claims", **(storage_options or {}))
     for path in claims:
         fs.rm(path)
+    try:
+        if not fs.ls(root):
+            fs.rmdir(root)
+    except (FileNotFoundError, OSError):
+        pass  # another writer still holds claims, or the store has no directories (object storage)
     return url
 
 

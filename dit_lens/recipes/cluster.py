@@ -132,7 +132,7 @@ def cluster(store, *, names: str = "*.*.img.resid_post", k: int = 4, K: int = 2,
                 scores = []
                 for i in range(x.shape[0]):
                     feats = x[i, si][:, chans]
-                    lab = KMeans(n_clusters=K, n_init=4, random_state=random_seed).fit_predict(feats)
+                    lab = KMeans(n_clusters=K, n_init=2, random_state=random_seed).fit_predict(feats)
                     lab = lab.reshape(grid)
                     scores.append(best_iou(lab, masks[i], K))
                     if control == "massive" and si in (0, len(step_values) // 2, len(step_values) - 1):

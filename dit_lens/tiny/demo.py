@@ -92,11 +92,27 @@ def _profile_figure(profile: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def demo(out, model: str = "tiny", steps: int = 20, seed: int = 0, n: int = 20, guidance_scale: float = 4.0) -> dict:
+def _colour_swaps(n: int) -> list[tuple[str, str]]:
+    """(source, target) prompt pairs differing only in the subject colour, from held-out samples."""
+    pairs = []
+    for i in range(n):
+        smp = data.sample(HELD_OUT + 500 + i)
+        other = [c for c in data.COLOURS if c not in (smp.colour, smp.background)][i % 6]
+        pairs.append((smp.prompt, data.prompt_for(other, smp.shape, smp.background)))
+    return pairs
+
+
+def demo(out, model: str = "tiny", steps: int = 20, seed: int = 0, n: int = 20, guidance_scale: float = 4.0,
+         full: bool = True) -> dict:
+    """Generate and score a grid; with ``full`` also record -> detect -> disrupt -> cluster -> transport and
+    write ``report.md``."""
+    from tqdm.auto import tqdm
+
     from ..lens import Lens
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    stages = tqdm(total=6 if full else 1, desc="demo", unit="stage")
     t0 = time.time()
     lens = Lens(model)
     prompts = demo_prompts(n)
@@ -107,12 +123,57 @@ def demo(out, model: str = "tiny", steps: int = 20, seed: int = 0, n: int = 20, 
     images = np.asarray(g.images)
     scores = evaluate.score(images, prompts)
     profile = channel_profile(g.cache, names)
+    del g
     _grid(images, prompts, scores, out / "grid.png")
     _profile_figure({n: v for n, v in profile.items() if ".img." in n}, out / "profile.png")
     report = dict(model=model, steps=steps, seed=seed, guidance_scale=guidance_scale, prompts=prompts,
                   seconds=round(seconds, 2), scores=scores.to_dict(), channel_profile=profile)
-    (out / "scores.json").write_text(json.dumps(report, indent=2))
+    stages.update()
     print(f"{len(prompts)} images in {seconds:.1f} s -> {out / 'grid.png'}")
     print(f"colour {scores.colour:.0%}  background {scores.background:.0%}  shape {scores.shape:.0%}  "
-          f"IoU {scores.iou:.2f}   (scores.json, profile.png)")
+          f"IoU {scores.iou:.2f}")
+    if full:
+        report["recipes"] = _recipes(lens, out, steps, stages)
+        from ..report import write_page
+
+        write_page(out, report)
+        print(f"report: {out / 'report.md'}")
+    stages.close()
+    (out / "scores.json").write_text(json.dumps(report, indent=2, default=float))
     return report
+
+
+def _recipes(lens, out: Path, steps: int, stages) -> dict:
+    import shutil
+
+    from ..record import record
+    from ..recipes.cluster import cluster
+    from ..recipes.detect import detect
+    from ..recipes.disrupt import disrupt
+    from ..recipes.transport import transport
+    from ..store import open_store
+
+    store = out / "demo.zarr"
+    shutil.rmtree(store, ignore_errors=True)
+    shutil.rmtree(str(store) + ".claims", ignore_errors=True)
+    keep = sorted({0, steps // 4, steps // 2, 3 * steps // 4, steps - 1})
+    record(lens, str(store), demo_prompts(8), seeds=[0], names="*.*.img.resid_post", num_inference_steps=steps,
+           steps=keep, batch_size=8)
+    stages.update()
+    ds = open_store(str(store))
+    det = detect(ds, k=4)
+    det.figures(out)
+    stages.update()
+    dis = disrupt(lens, prompts=demo_prompts(6), seeds=[0, 1], k=4, detection=det,
+                          num_inference_steps=steps)
+    dis.figure(out)
+    stages.update()
+    clu = cluster(ds, k=4, K=2, steps=[keep[2], keep[-1]], detection=det)
+    clu.figure(out)
+    stages.update()
+    tra = transport(lens, pairs=_colour_swaps(4), seeds=[0, 1], k=4, alphas=(0.5, 1.0), detection=det,
+                              num_inference_steps=steps)
+    tra.figure(out)
+    stages.update()
+    return {"store": str(store), "detect": det.to_dict(), "disrupt": dis.to_dict(), "cluster": clu.to_dict(),
+            "transport": tra.to_dict()}
