@@ -3,6 +3,7 @@
     Family(name, path, output, inputs, sites, txt_may_be_none)   one ModuleList of blocks
     SequentialCFG(scale, default, needs, order)                  pipelines calling the transformer once per branch
     Arch(model_class, families, ...)                              one diffusers transformer class
+    mmdit_double(path, mlp)                                      the common MM-DiT two-stream block family
 
 Layout strings, for a block's return value (``output``) and for where its streams come in (``inputs``):
     "txt,img"  a tuple (txt, img)          "img,txt"  a tuple (img, txt)
@@ -53,3 +54,12 @@ class Arch:
     # a transformer attribute (tensor) whose dim-1 length is prepended to the text inside the blocks (registers)
     text_extra: str | None = None
     source: str = ""  # filled in by the registry: the file that declares this arch
+
+
+def mmdit_double(path: str = "transformer_blocks", mlp: tuple = ("ff", "ff_context"), **kw) -> Family:
+    """The common two-stream (MM-DiT) block: takes ``hidden_states`` (img) and ``encoder_hidden_states`` (txt),
+    returns (txt, img); its ``attn`` returns (img, txt); ``mlp`` names the image and text feed-forward modules."""
+    return Family("double", path, output="txt,img",
+                  inputs={"img": ("hidden_states", 0), "txt": ("encoder_hidden_states", 1)},
+                  sites={"attn_out": {"img": ("attn", 0), "txt": ("attn", 1)},
+                         "mlp_out": {"img": (mlp[0], None), "txt": (mlp[1], None)}}, **kw)

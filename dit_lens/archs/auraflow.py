@@ -2,15 +2,12 @@
 returning one [txt; img] tensor; CFG batched. Inside the blocks the text stream starts with 8 learned register
 tokens."""
 
-from ._spec import Arch, Family
+from ._spec import Arch, Family, mmdit_double
 
 ARCH = Arch(
     model_class="AuraFlowTransformer2DModel",
     families=(
-        Family("double", "joint_transformer_blocks", output="txt,img",
-               inputs={"img": ("hidden_states", 0), "txt": ("encoder_hidden_states", 1)},
-               sites={"attn_out": {"img": ("attn", 0), "txt": ("attn", 1)},
-                      "mlp_out": {"img": ("ff", None), "txt": ("ff_context", None)}}),
+        mmdit_double("joint_transformer_blocks"),
         Family("single", "single_transformer_blocks", output="joint", inputs={"joint": ("hidden_states", 0)}),
     ),
     text_extra="register_tokens",

@@ -1,15 +1,12 @@
 """FluxTransformer2DModel (FLUX.1 dev/schnell/Kontext, and the embedded tiny model): double blocks then single
 blocks; both return (txt, img) in diffusers >= 0.35; true CFG when ``true_cfg_scale > 1`` with a negative prompt."""
 
-from ._spec import Arch, Family, SequentialCFG
+from ._spec import Arch, Family, mmdit_double, SequentialCFG
 
 ARCH = Arch(
     model_class="FluxTransformer2DModel",
     families=(
-        Family("double", "transformer_blocks", output="txt,img",
-               inputs={"img": ("hidden_states", 0), "txt": ("encoder_hidden_states", 1)},
-               sites={"attn_out": {"img": ("attn", 0), "txt": ("attn", 1)},
-                      "mlp_out": {"img": ("ff", None), "txt": ("ff_context", None)}}),
+        mmdit_double(),
         Family("single", "single_transformer_blocks", output="txt,img",
                inputs={"img": ("hidden_states", 0), "txt": ("encoder_hidden_states", 1)}),
     ),

@@ -55,10 +55,9 @@ class Clustering:
         return {"params": self.params, "summary": self.summary, "iou": self.iou}
 
     def figure(self, out, n: int = 4) -> Path:
-        import matplotlib
+        from ._figures import pyplot, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         keys = list(self.labels)
         n = min(n, self.masks.shape[0])
@@ -73,13 +72,8 @@ class Clustering:
         for ax in axes.ravel():
             ax.set_xticks([])
             ax.set_yticks([])
-        fig.suptitle(f"k-means (K={self.params['K']}) on the top-{self.params['k']} channels", fontsize=8)
-        fig.tight_layout()
-        path = Path(out) / "cluster_masks.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return save(fig, out, "cluster_masks.png",
+                    f"k-means (K={self.params['K']}) on the top-{self.params['k']} channels")
 
 
 def cluster(store, *, names: str = "*.*.img.resid_post", k: int = 4, K: int = 2, steps=None, masks=None,

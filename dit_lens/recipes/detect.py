@@ -49,10 +49,9 @@ class Detection:
         return {"k": self.k, "params": self.params, "per_name": self.per_name, "jaccard_layers": self.jaccard_layers}
 
     def figures(self, out) -> list[Path]:
-        import matplotlib
+        from ._figures import pyplot, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -67,10 +66,7 @@ class Detection:
         ax.set_ylabel("mean |x| over image tokens")
         ax.legend(fontsize=6, ncol=3)
         ax.set_title("top-k channels vs the median channel, per layer", fontsize=9)
-        fig.tight_layout()
-        p1 = out / "detect_magnitudes.png"
-        fig.savefig(p1, dpi=120)
-        plt.close(fig)
+        p1 = save(fig, out, "detect_magnitudes.png")
         heat = np.stack([self.mean_abs[n] for n in names])
         fig, ax = plt.subplots(figsize=(7, 0.25 * len(names) + 1.2))
         im = ax.imshow(np.log10(heat + 1e-12), aspect="auto", cmap="magma", interpolation="nearest")
@@ -78,10 +74,7 @@ class Detection:
         ax.set_xlabel("channel")
         fig.colorbar(im, ax=ax, label="log10 mean |x|")
         ax.set_title("layer x channel mean |x|", fontsize=9)
-        fig.tight_layout()
-        p2 = out / "detect_heatmap.png"
-        fig.savefig(p2, dpi=120)
-        plt.close(fig)
+        p2 = save(fig, out, "detect_heatmap.png")
         return [p1, p2]
 
 

@@ -74,10 +74,9 @@ class Disruption:
         return {"params": self.params, "channels": self.channels, "metrics": self.metrics}
 
     def figure(self, out, n: int = 6) -> Path:
-        import matplotlib
+        from ._figures import pyplot, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         keys = ["baseline"] + [k for k in self.images if k != "baseline"]
         n = min(n, len(self.images["baseline"]))
@@ -90,13 +89,8 @@ class Disruption:
                 ax.set_yticks([])
                 if c == 0:
                     ax.set_ylabel(key, fontsize=7)
-        fig.suptitle(f"disrupt: k={self.params['k']} channels per layer of {self.params['names']}", fontsize=8)
-        fig.tight_layout()
-        path = Path(out) / "disrupt_grid.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return save(fig, out, "disrupt_grid.png",
+                    f"disrupt: k={self.params['k']} channels per layer of {self.params['names']}")
 
 
 def disrupt(lens, *, prompts, seeds=(0, 1), names: str = "*.*.img.resid_post", k: int = 4, detection=None,

@@ -30,10 +30,9 @@ class Transport:
         return {"params": self.params, "success": self.success, "pixel_blend_success": self.blend_success}
 
     def figure(self, out, n: int = 4) -> Path:
-        import matplotlib
+        from ._figures import pyplot, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         alphas = [a for a in self.images if a not in ("source", "target")]
         cols = ["target", *alphas, "source"]
@@ -46,13 +45,7 @@ class Transport:
                 axes[i, j].set_yticks([])
                 if i == 0:
                     axes[i, j].set_title(c if isinstance(c, str) else f"alpha {c}", fontsize=7)
-        fig.suptitle("transport of the massive channels: source -> target, same seed", fontsize=8)
-        fig.tight_layout()
-        path = Path(out) / "transport_sweep.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        return path
+        return save(fig, out, "transport_sweep.png", "transport of the massive channels: source -> target, same seed")
 
 
 def _moved(img, target_prompt, source_prompt, target_mask) -> bool:
