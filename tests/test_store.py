@@ -297,3 +297,17 @@ def test_unreachable_url_is_a_clear_error():
             "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}
     with pytest.raises(StoreError, match="cannot open|no dit-lens store"):
         open_store("s3://nowhere/x.zarr", **opts)
+
+
+def test_nonfinite_values_are_reported_not_hidden(tmp_path):
+    pipe, kw = flux()
+    with torch.no_grad():
+        pipe.transformer.x_embedder.bias[3] = float("inf")
+    lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
+    url = str(tmp_path / "inf.zarr")
+    with pytest.warns(RuntimeWarning, match="non-finite values recorded"):
+        record(lens, url, ["x", "y"], names="double.0.img.resid_post", num_inference_steps=2, progress=False, **kw)
+    ds = open_store(url)
+    assert int(ds.nonfinite.sum()) > 0
+    assert bool(ds.complete.all())  # written and flagged: NaN here is the model's output, not a missing unit
+    assert not np.isfinite(ds.dit.sel("double.0.img.resid_post").values).all()
