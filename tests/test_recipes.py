@@ -133,3 +133,27 @@ def test_transport_small(tiny_lens, tmp_path):
         transport(tiny_lens, pairs=pairs, alphas=(2.0,), num_inference_steps=3)
     with pytest.raises(ValueError, match="pairs"):
         transport(tiny_lens, pairs=[("only one",)], num_inference_steps=3)
+
+
+def test_transport_offline_from_a_store(tiny_lens, tmp_path):
+    from dit_lens.recipes.transport import transport
+
+    pairs = [("a red circle on a blue background", "a green circle on a blue background")]
+    url = str(tmp_path / "src.zarr")
+    record(tiny_lens, url, [pairs[0][0]], seeds=[0], names="*.*.img.resid_post", num_inference_steps=3,
+           progress=False)
+    off = transport(tiny_lens, pairs=pairs, seeds=[0], alphas=(1.0,), num_inference_steps=3, source_store=url)
+    assert off.params["source_store"] == url
+    assert (off.images[1.0] != off.images["target"]).any()
+    np.testing.assert_array_equal(off.images["source"], open_store_images(url))
+    with pytest.raises(ValueError, match="no sample for prompt"):
+        transport(tiny_lens, pairs=[("a blue ring on a red background", pairs[0][1])], seeds=[0], alphas=(1.0,),
+                  num_inference_steps=3, source_store=url)
+    with pytest.raises(ValueError, match="steps"):
+        transport(tiny_lens, pairs=pairs, seeds=[0], alphas=(1.0,), num_inference_steps=5, source_store=url)
+
+
+def open_store_images(url):
+    from dit_lens.store import open_store
+
+    return open_store(url).image.values

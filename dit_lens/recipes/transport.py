@@ -7,6 +7,8 @@ channels) x a spatial mask, with strength alpha — text-conditioned semantic tr
         of the source image's subject, embedded model only). On the embedded model each image is scored: success =
         the subject takes the source's colour while the background stays the target's and the subject stays where
         the target put it (mask IoU >= 0.5). Compared with pixel blending of the two images at the same alpha.
+        Offline: ``source_store`` (a store recorded from the same model with the source prompts and seeds) gives
+        the source trajectory instead of a live run; its recorded CFG branch is patched.
     Transport.figure(out)   alpha sweep grid (rows: pairs; columns: target, alphas..., source)
 """
 
@@ -48,6 +50,42 @@ class Transport:
         return save(fig, out, "transport_sweep.png", "transport of the massive channels: source -> target, same seed")
 
 
+def _from_store(lens, url, storage_options, sources, seeds, names, steps):
+    """Source activations {(name, step): (samples, tokens, channels)} and images from a store of this model."""
+    from ..record import config_hash
+    from ..store import open_store
+
+    ds = open_store(str(url), **(storage_options or {}))
+    if ds.attrs.get("config_hash") != config_hash(lens.pipeline):
+        raise ValueError(f"source store {url} was recorded from another model or config "
+                         f"({ds.attrs.get('model_class')}, hash {ds.attrs.get('config_hash')})")
+    missing = [n for n in names if n not in ds.dit.names]
+    if missing:
+        raise ValueError(f"source store {url} lacks {missing[:4]}; it holds {ds.dit.names[:6]}")
+    recorded = set(int(s) for s in ds.step.values)
+    if not set(steps) <= recorded:
+        raise ValueError(f"source store {url} holds steps {sorted(recorded)}, transport needs {sorted(steps)}")
+    for n in names:
+        if ds.sizes["img_token"] != lens.shape(n)[0]:
+            raise ValueError(f"source store {url} has {ds.sizes['img_token']} image tokens, the model "
+                             f"{lens.shape(n)[0]}: another resolution")
+    index = {(str(p), int(s)): i for i, (p, s) in enumerate(zip(ds.prompt.values, ds.seed.values))}
+    rows = []
+    for p, s in zip(sources, seeds):
+        if (p, s) not in index:
+            raise ValueError(f"source store {url} has no sample for prompt {p!r} with seed {s}")
+        rows.append(index[(p, s)])
+    if not bool(ds.complete.isel(sample=rows).all()):
+        raise ValueError(f"source store {url} has incomplete samples among {rows}: resume its recording first")
+    values = {}
+    for n in names:
+        arr = ds.dit.sel(n).isel(sample=rows).sel(step=steps).values  # (samples, steps, tokens, channels)
+        for j, s in enumerate(steps):
+            values[n, s] = torch.from_numpy(np.ascontiguousarray(arr[:, j]))
+    images = ds.image.isel(sample=rows).values if "image" in ds else None
+    return values, images, ds.attrs.get("cfg", "cond")
+
+
 def _moved(img, target_prompt, source_prompt, target_mask) -> bool:
     from ..tiny.evaluate import analyse, parse_prompt
 
@@ -62,7 +100,8 @@ def _moved(img, target_prompt, source_prompt, target_mask) -> bool:
 
 def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: int = 4,
               alphas=(0.25, 0.5, 0.75, 1.0), steps=None, spatial: str = "all", num_inference_steps: int = 20,
-              detection=None, pipeline: dict | None = None) -> Transport:
+              detection=None, source_store=None, storage_options: dict | None = None,
+              pipeline: dict | None = None) -> Transport:
     from ..edits import patch
     from ..tiny.evaluate import analyse
     from .detect import detect
@@ -93,9 +132,16 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
         return lens.generate(prompts, num_inference_steps=num_inference_steps, generator=gens, edits=edits,
                              cache=cache, **kw)
 
-    src = run(sources, cache=chosen)
+    keep = list(range(num_inference_steps)) if steps is None else list(steps)
+    if source_store is not None:  # offline: the source trajectory comes from a store (its recorded cfg branch)
+        src_values, src_images, cfg = _from_store(lens, source_store, storage_options, sources, all_seeds, chosen,
+                                                  keep)
+    else:
+        src = run(sources, cache=chosen)
+        src_values = {(n, s): src.cache[n, s] for n in chosen for s in keep}
+        src_images, cfg = np.asarray(src.images), None
     tgt = run(targets)
-    images = {"source": np.asarray(src.images), "target": np.asarray(tgt.images)}
+    images = {"source": src_images, "target": np.asarray(tgt.images)}
     tokens = None
     if spatial == "subject":  # tokens of the source subjects (pooled to the token grid), union over the batch
         from .cluster import subject_masks
@@ -103,16 +149,15 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
         side = int(round(lens.shape(chosen[0])[0] ** 0.5))
         union = subject_masks(images["source"], (side, side)).any(0).ravel()
         tokens = np.nonzero(union)[0].tolist() or None
-    keep = range(num_inference_steps) if steps is None else steps
     for alpha in alphas:
         edits = []
         for name in chosen:
             ch = det.massive(name)
             values = {}
             for s in keep:
-                v = src.cache[name, s][:, :, ch]
+                v = src_values[name, s][:, :, ch]
                 values[s] = v if tokens is None else v[:, tokens]
-            edits.append(patch(name, values, alpha=float(alpha), channels=ch, tokens=tokens))
+            edits.append(patch(name, values, alpha=float(alpha), channels=ch, tokens=tokens, cfg=cfg))
         images[float(alpha)] = np.asarray(run(targets, edits=edits).images)
     success, blend = {}, {}
     if embedded:
@@ -125,5 +170,6 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
             success[a], blend[a] = float(np.mean(ok)), float(np.mean(okb))
     params = dict(pairs=[list(p) for p in pairs], seeds=list(seeds), names=names, k=k,
                   alphas=[float(a) for a in alphas], steps=None if steps is None else list(steps), spatial=spatial,
+                  source_store=None if source_store is None else str(source_store),
                   num_inference_steps=num_inference_steps, pipeline={a: str(b) for a, b in kw.items()})
     return Transport(success=success, blend_success=blend, params=params, images=images)
