@@ -157,3 +157,25 @@ def open_store_images(url):
     from dit_lens.store import open_store
 
     return open_store(url).image.values
+
+
+def test_image_source_noises_the_image_to_each_sigma(tiny_lens):
+    import torch
+
+    from dit_lens.recipes.transport import image_source, transport
+    from dit_lens.tiny import data
+
+    smp = data.sample(123)
+    name = "single.3.img.resid_post"
+    acts = image_source(tiny_lens, smp.image[None], [PROMPTS[1]], [0], [name], 3)
+    live = tiny_lens.generate([PROMPTS[1]], num_inference_steps=3, generator=[torch.Generator().manual_seed(0)],
+                              cache=name)
+    # step 0 has sigma 1: the noised image is pure seeded noise, i.e. exactly the run's own initial latents
+    assert torch.equal(acts[name, 0], live.cache[name, 0])
+    assert not torch.equal(acts[name, 2], live.cache[name, 2])  # later steps see the source image
+    r = transport(tiny_lens, pairs=[(smp.prompt, PROMPTS[1])], seeds=[0], alphas=(1.0,), num_inference_steps=3,
+                  source_images=smp.image[None])
+    assert (r.images[1.0] != r.images["target"]).any()
+    with pytest.raises(ValueError, match="source_images"):
+        transport(tiny_lens, pairs=[(smp.prompt, PROMPTS[1])], seeds=[0], num_inference_steps=3,
+                  source_images=smp.image[None].astype(float))

@@ -8,7 +8,10 @@ channels) x a spatial mask, with strength alpha — text-conditioned semantic tr
         the subject takes the source's colour while the background stays the target's and the subject stays where
         the target put it (mask IoU >= 0.5). Compared with pixel blending of the two images at the same alpha.
         Offline: ``source_store`` (a store recorded from the same model with the source prompts and seeds) gives
-        the source trajectory instead of a live run; its recorded CFG branch is patched.
+        the source trajectory instead of a live run; its recorded CFG branch is patched. Image-conditioned:
+        ``source_images`` (one uint8 image per pair) are noised to each step's sigma and run through the
+        transformer under the target prompt (``image_source``); each pair's first prompt then only names the
+        image's content for scoring.
     Transport.figure(out)   alpha sweep grid (rows: pairs; columns: target, alphas..., source)
 """
 
@@ -48,6 +51,33 @@ class Transport:
                 if i == 0:
                     axes[i, j].set_title(c if isinstance(c, str) else f"alpha {c}", fontsize=7)
         return save(fig, out, "transport_sweep.png", "transport of the massive channels: source -> target, same seed")
+
+
+def image_source(lens, images, prompts, seeds, names, num_inference_steps: int, **kwargs) -> dict:
+    """Activations of source *images*: at every step the transformer's image input is replaced by the image noised
+    to that step's sigma with the flow-matching forward process, x_s = (1 - s) x0 + s eps (seeded eps), and the
+    named activations are read. Embedded model only (it knows the image packing)."""
+    from ..tiny.pipeline import pack
+
+    if type(lens.pipeline).__name__ != "TinyShapesPipeline":
+        raise ValueError("image-conditioned sources need the embedded model's packing; pass source prompts instead")
+    x0 = torch.from_numpy(np.asarray(images)).float().permute(0, 3, 1, 2) / 127.5 - 1.0
+    eps = torch.stack([torch.randn(x0.shape[1:], generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    n = len(prompts)
+    with lens.trace(list(prompts), num_inference_steps=num_inference_steps, generator=gens, **kwargs) as tracer:
+        run = tracer.dit
+        saved = dict().save()
+        for step in run.steps():
+            args, kw = lens.model.transformer.inputs
+            sigma = float(step.timestep.flatten()[0])
+            noised = pack((1 - sigma) * x0 + sigma * eps)
+            rows = kw["hidden_states"].shape[0]
+            kw = dict(kw, hidden_states=torch.cat([noised] * (rows // n)).to(kw["hidden_states"].dtype))
+            lens.model.transformer.inputs = (args, kw)
+            for name in names:
+                saved[name, step.index] = run.read(name).detach().to("cpu", copy=True)
+    return dict(saved)
 
 
 def _from_store(lens, url, storage_options, sources, seeds, names, steps):
@@ -100,7 +130,7 @@ def _moved(img, target_prompt, source_prompt, target_mask) -> bool:
 
 def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: int = 4,
               alphas=(0.25, 0.5, 0.75, 1.0), steps=None, spatial: str = "all", num_inference_steps: int = 20,
-              detection=None, source_store=None, storage_options: dict | None = None,
+              detection=None, source_store=None, storage_options: dict | None = None, source_images=None,
               pipeline: dict | None = None) -> Transport:
     from ..edits import patch
     from ..tiny.evaluate import analyse
@@ -133,7 +163,15 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
                              cache=cache, **kw)
 
     keep = list(range(num_inference_steps)) if steps is None else list(steps)
-    if source_store is not None:  # offline: the source trajectory comes from a store (its recorded cfg branch)
+    if source_images is not None:  # image-conditioned: each pair's source is an image, prompts are its captions
+        src_images = np.asarray(source_images)
+        if src_images.shape[0] != len(pairs) or src_images.dtype != np.uint8:
+            raise ValueError(f"source_images must be uint8 (pairs, H, W, 3); got {src_images.dtype} "
+                             f"{src_images.shape} for {len(pairs)} pairs")
+        src_images = np.repeat(src_images, len(seeds), axis=0)
+        src_values = image_source(lens, src_images, targets, all_seeds, chosen, num_inference_steps, **kw)
+        cfg = None
+    elif source_store is not None:  # offline: the source trajectory comes from a store (its recorded cfg branch)
         src_values, src_images, cfg = _from_store(lens, source_store, storage_options, sources, all_seeds, chosen,
                                                   keep)
     else:
