@@ -5,7 +5,7 @@
                                                          -> cluster -> transport; DIR/report.md
     dit-lens record STORE --prompts P ... [--names GLOB] [--steps N] [--stats-only] [--resume]
                                                          record activations into an xarray/zarr store
-    dit-lens info STORE [--json]                         summarise a store
+    dit-lens info STORE [--json] [--verify]              summarise a store (and check every chunk decodes)
     dit-lens run RECIPE.toml --out DIR                   run a recipe file: DIR/report.json + figures
 
 ``--model`` is "tiny" (the embedded model, the default), a folder in diffusers' save_pretrained layout, or a hub id.
@@ -83,6 +83,10 @@ def _info(a) -> int:
         "complete_units": int(complete.sum()), "total_units": int(complete.size),
         "variables": {v: list(ds[v].dims) for v in ds.data_vars},
     }
+    if a.verify:
+        from .store import verify
+
+        info["corrupt_chunks"] = verify(a.store, opts or None)
     if a.json:
         json.dump(info, sys.stdout, indent=2)
         print()
@@ -93,7 +97,12 @@ def _info(a) -> int:
         print(f"{'complete':<16} {info['complete_units']}/{info['total_units']} (sample, step) units")
         print(f"{'names':<16} {len(info['names'])}: {', '.join(info['names'][:6])}"
               f"{' ...' if len(info['names']) > 6 else ''}")
-    return 0
+        if a.verify:
+            bad = info["corrupt_chunks"]
+            print(f"{'verify':<16} {'all chunks of complete units decode' if not bad else f'{len(bad)} corrupt:'}")
+            for b in bad[:20]:
+                print(f"  {b['variable']} sample {b['sample']} step {b['step']}: {b['error']}")
+    return 1 if a.verify and info["corrupt_chunks"] else 0
 
 
 def _run(a) -> int:
@@ -143,6 +152,7 @@ def main(argv=None) -> int:
     i = sub.add_parser("info", help="summarise a store")
     i.add_argument("store")
     i.add_argument("--json", action="store_true")
+    i.add_argument("--verify", action="store_true", help="decode every chunk of every complete unit")
     i.add_argument("--storage-options", help="JSON of fsspec storage options")
     i.set_defaults(fn=_info)
     rr = sub.add_parser("run", help="run a recipe file (recipes/*.toml)")

@@ -5,6 +5,7 @@
     create(url, layout, ...)    write the fixed-shape template (metadata + coordinates, no data chunks)
     open_group(url, ...)        the zarr group for writers (checks the schema version)
     open_store(url, ...)        lazy xarray.Dataset: decoded to float32, units not flagged complete masked to NaN
+    verify(url, ...)            read every chunk of every complete unit; list the ones that fail to decode
     StoreError                  a store that cannot be used (schema, model mismatch, unreachable, corrupt)
 
 Variables (see stores/README.md): ``{stream}.{site}`` (sample, step, layer, {stream}_token, channel) in full mode,
@@ -185,3 +186,21 @@ def open_store(url: str, complete_only: bool = True, **storage_options):
     from . import _accessor  # noqa: F401  registers ds.dit
 
     return ds
+
+
+def verify(url: str, storage_options: dict | None = None) -> list[dict]:
+    """Decode every data chunk of every complete (sample, step) unit; return one record per chunk that fails
+    (variable, sample, step, error). Other chunks stay readable: a corrupt chunk never hides the rest."""
+    group = open_group(url, storage_options, mode="r")
+    complete = np.asarray(group["complete"][:])
+    bad = []
+    for name, arr in group.arrays():
+        if arr.ndim < 2 or name in ("complete", "nonfinite", "timestep") or arr.shape[:2] != complete.shape:
+            continue
+        for sample, step in zip(*np.nonzero(complete)):
+            try:
+                arr[int(sample), int(step)]
+            except Exception as e:  # noqa: BLE001 - any decode failure is a corrupt chunk
+                bad.append(dict(variable=name, sample=int(sample), step=int(step),
+                                error=f"{type(e).__name__}: {e}"))
+    return bad

@@ -311,3 +311,23 @@ def test_nonfinite_values_are_reported_not_hidden(tmp_path):
     assert int(ds.nonfinite.sum()) > 0
     assert bool(ds.complete.all())  # written and flagged: NaN here is the model's output, not a missing unit
     assert not np.isfinite(ds.dit.sel("double.0.img.resid_post").values).all()
+
+
+def test_corrupt_chunk_is_reported_and_the_rest_stays_readable(tiny_lens, tmp_path, capsys):
+    from pathlib import Path
+
+    from dit_lens.cli import main
+    from dit_lens.store import verify
+
+    url = str(tmp_path / "c.zarr")
+    record(tiny_lens, url, PROMPTS[:2], names="double.0.img.resid_post", num_inference_steps=2, progress=False)
+    assert verify(url) == []
+    chunk = Path(url) / "img.resid_post" / "c" / "1" / "0" / "0" / "0" / "0"
+    assert chunk.exists()
+    chunk.write_bytes(b"not a blosc frame")
+    bad = verify(url)
+    assert [(b["variable"], b["sample"], b["step"]) for b in bad] == [("img.resid_post", 1, 0)]
+    ds = open_store(url)
+    assert np.isfinite(ds["img.resid_post"].isel(sample=0).values).all()  # other units read fine
+    assert main(["info", url, "--verify"]) == 1
+    assert "1 corrupt" in capsys.readouterr().out
