@@ -230,6 +230,7 @@ class Lens:
         plan = self._plan(list(edits), cache, cache_steps, n)
         steps_kept = None if cache_steps is None else set(int(s) for s in cache_steps)
         model = self.model
+        output = None  # stays None if the pipeline made fewer transformer calls than expected
         with model.generate(*_prompt_args(prompt), num_inference_steps=n, seed=seed, remote=remote,
                             **kwargs) as tracer:
             run = self._make_run(tracer, prompt, n, kwargs)
@@ -255,7 +256,9 @@ class Lens:
         by_step: dict[int, set] = {}
         for s, _, t in stamps:
             by_step.setdefault(s, set()).add(t)
-        if len(by_step) != n or any(len(ts) != 1 for ts in by_step.values()):
+        distinct = {t for ts in by_step.values() for t in ts}
+        if output is None or len(by_step) != n or any(len(ts) != 1 for ts in by_step.values()) \
+                or len(distinct) != n:
             raise RuntimeError(f"{type(self.pipeline).__name__} did not call the transformer once per step (or once "
                                f"per CFG branch) as {self.arch.source} expects: saw timesteps {stamps}")
         cache = Cache()

@@ -174,3 +174,28 @@ def test_load_from_save_pretrained_folder(tmp_path, flux_lens):
     a = loaded.generate(num_inference_steps=2, seed=0, **kw).images
     b = lens.generate(num_inference_steps=2, seed=0, **kw).images
     assert torch.equal(a, b)
+
+
+def test_miscounted_cfg_calls_are_an_error_not_mislabelled_steps():
+    import dataclasses
+
+    from tiny_pipelines import flux_true_cfg
+
+    pipe, kw = flux_true_cfg()
+    lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
+    lens.arch = dataclasses.replace(lens.arch, sequential_cfg=None)  # an adapter that forgot the true-CFG rule
+    with pytest.raises(RuntimeError, match="did not call the transformer once per step"):
+        lens.generate(num_inference_steps=STEPS, seed=0, cache="double.0.img.resid_post", **kw)
+
+
+def test_fewer_calls_than_expected_is_an_error(flux_lens):
+    import copy
+    import dataclasses
+
+    from dit_lens.archs import SequentialCFG
+
+    lens, kw = flux_lens
+    wrong = copy.copy(lens)
+    wrong.arch = dataclasses.replace(lens.arch, sequential_cfg=SequentialCFG("true_cfg_scale", 5.0, ()))
+    with pytest.raises(RuntimeError, match="did not call the transformer once per step"):
+        wrong.generate(num_inference_steps=STEPS, seed=0, cache="double.0.img.resid_post", **kw)
