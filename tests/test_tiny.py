@@ -1,0 +1,81 @@
+"""The embedded model: data and evaluator ground truth, training resume, shipped weights' quality, the demo."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dit_lens.tiny import data, evaluate
+from dit_lens.tiny.demo import HELD_OUT, demo_prompts
+
+COLOUR_MIN, BACKGROUND_MIN, IOU_MIN = 0.9, 0.9, 0.45  # shipped model on 200 prompts: 1.0, 1.0, 0.64
+
+
+def test_data_is_deterministic_with_exact_masks():
+    a, b = data.sample(7), data.sample(7)
+    assert np.array_equal(a.image, b.image) and a.prompt == b.prompt
+    assert a.prompt == data.prompt_for(a.colour, a.shape, a.background)
+    fg = np.asarray(data.COLOURS[a.colour])
+    assert np.all(np.abs(a.image[a.mask].astype(int) - fg).max(1) <= 128)  # masked pixels lean to the subject
+    images, prompts, _ = data.batch(3, 4)
+    assert images.shape == (4, 3, 32, 32) and images.min() >= -1 and images.max() <= 1 and len(prompts) == 4
+
+
+def test_evaluator_on_ground_truth():
+    samples = [data.sample(HELD_OUT + i) for i in range(60)]
+    s = evaluate.score([x.image for x in samples], [x.prompt for x in samples])
+    assert s.colour == s.background == s.shape == 1.0
+    assert s.iou > 0.9
+    noise = np.random.default_rng(0).integers(0, 255, (10, 32, 32, 3), dtype=np.uint8)
+    assert evaluate.score(noise, [x.prompt for x in samples[:10]]).shape < 0.5
+    with pytest.raises(ValueError, match="not a shapes prompt"):
+        evaluate.parse_prompt("a photo of a cat")
+
+
+def test_tokenizer_rejects_unknown_words():
+    from dit_lens.tiny.pipeline import WordTokenizer
+
+    with pytest.raises(ValueError, match="outside the tiny model's vocabulary.*'cat'"):
+        WordTokenizer()(["a red cat on a blue background"])
+
+
+def test_training_resumes_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    from dit_lens.tiny.train import train
+
+    kw = dict(batch_size=4, ckpt_every=2, warmup=2, log_every=1, threads=torch.get_num_threads())
+    train(tmp_path / "a", steps=4, **kw)
+    train(tmp_path / "b", steps=2, **kw)
+    train(tmp_path / "b", steps=4, **kw)  # resumes at step 2
+    a, b = load_file(tmp_path / "a" / "ema.safetensors"), load_file(tmp_path / "b" / "ema.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    import dit_lens
+
+    return dit_lens.tiny_pipeline()
+
+
+def test_shipped_weights_draw_the_prompts(shipped):
+    prompts = demo_prompts(24)
+    gens = [torch.Generator().manual_seed(i) for i in range(len(prompts))]
+    images = shipped(prompts, num_inference_steps=20, generator=gens).images
+    s = evaluate.score(images, prompts)
+    # random weights score colour 0.12, background 0.17, IoU 0.17 on these prompts
+    assert s.colour >= COLOUR_MIN and s.background >= BACKGROUND_MIN and s.iou >= IOU_MIN, s.to_dict()
+
+
+def test_demo_quick(tmp_path):
+    from dit_lens.cli import main
+
+    assert main(["demo", "--out", str(tmp_path), "--quick", "--steps", "8"]) == 0
+    report = json.loads((tmp_path / "scores.json").read_text())
+    assert report["scores"]["n"] == 20 and (tmp_path / "grid.png").stat().st_size > 10_000
