@@ -82,13 +82,13 @@ class _Writer(threading.Thread):
             self.error = e
 
     @staticmethod
-    def _rows(arr, samples, s, block, extra=()):
-        """arr[samples, s, *extra] = block: one call (zarr encodes the chunks concurrently) when contiguous."""
+    def _rows(arr, samples, rest, block):
+        """arr[samples, *rest] = block: one call (zarr encodes the chunks concurrently) when contiguous."""
         if samples == list(range(samples[0], samples[0] + len(samples))):
-            arr[(slice(samples[0], samples[0] + len(samples)), s, *extra)] = block
+            arr[(slice(samples[0], samples[0] + len(samples)), *rest)] = block
         else:
             for r, sample in enumerate(samples):
-                arr[(sample, s, *extra)] = block[r]
+                arr[(sample, *rest)] = block[r]
 
     def _data(self, samples, step, name, value, stats):
         fam, i, stream, site = name.split(".")
@@ -106,7 +106,7 @@ class _Writer(threading.Thread):
             block = np.full((len(samples), hi - lo) + value.shape[1:], arr.fill_value, dtype=arr.dtype)
             for p, v in got.items():
                 block[:, p - lo] = v
-            self._rows(arr, samples, s, block, (slice(lo, hi),))
+            self._rows(arr, samples, (s, slice(lo, hi)), block)
             del self._values[key]
 
     def _commit(self, samples, step, timestep, nonfinite):
@@ -118,20 +118,15 @@ class _Writer(threading.Thread):
             block = np.full((len(samples),) + arr.shape[2:], np.nan, np.float32)
             for p, v in per_layer.items():
                 block[:, p] = v.transpose(1, 0, 2)
-            self._rows(arr, samples, s, block)
+            self._rows(arr, samples, (s,), block)
         self._stats = {}
-        self._rows(self.group["timestep"], samples, s, np.full(len(samples), timestep, np.float32))
-        self._rows(self.group["nonfinite"], samples, s, np.full(len(samples), nonfinite, np.int64))
-        self._rows(self.group["complete"], samples, s, np.ones(len(samples), bool))
+        self._rows(self.group["timestep"], samples, (s,), np.full(len(samples), timestep, np.float32))
+        self._rows(self.group["nonfinite"], samples, (s,), np.full(len(samples), nonfinite, np.int64))
+        self._rows(self.group["complete"], samples, (s,), np.ones(len(samples), bool))
 
     def _image(self, samples, images):
-        if samples == list(range(samples[0], samples[0] + len(samples))):
-            self.group["image"][samples[0]:samples[0] + len(samples)] = images
-            self.group["image_complete"][samples[0]:samples[0] + len(samples)] = True
-        else:
-            for r, sample in enumerate(samples):
-                self.group["image"][sample] = images[r]
-                self.group["image_complete"][sample] = True
+        self._rows(self.group["image"], samples, (), images)
+        self._rows(self.group["image_complete"], samples, (), np.ones(len(samples), bool))
 
 
 def _claim(url, samples, storage_options, takeover: bool) -> list:
