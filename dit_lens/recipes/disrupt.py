@@ -135,6 +135,10 @@ def disrupt(lens, *, prompts, seeds=(0, 1), names: str = "*.*.img.resid_post", k
             images[f"{ab}/{s}"] = np.asarray(run(edits).images)
     use_eval = evaluate if evaluate is not None else type(lens.pipeline).__name__ == "TinyShapesPipeline"
     metrics = {}
+    if use_eval:
+        from ..tiny import evaluate as ev
+
+        base_rows = ev.score(images["baseline"], all_prompts).rows  # scored once, shared by every condition
     for key, imgs in images.items():
         if key == "baseline":
             continue
@@ -143,10 +147,7 @@ def disrupt(lens, *, prompts, seeds=(0, 1), names: str = "*.*.img.resid_post", k
                  mse=_ci([float(np.mean(((x.astype(np.float64) - y) / 255.0) ** 2)) for x, y in zip(imgs, b)]),
                  hf_ratio=_ci([hf_energy(x) / max(hf_energy(y), 1e-12) for x, y in zip(imgs, b)]))
         if use_eval:
-            from ..tiny import evaluate as ev
-
             rows = ev.score(imgs, all_prompts).rows
-            base_rows = ev.score(b, all_prompts).rows
             m["shape_acc"] = _ci([float(r["shape_ok"]) for r in rows])
             m["colour_acc"] = _ci([float(r["colour_ok"]) for r in rows])
             m["baseline_shape_acc"] = _ci([float(r["shape_ok"]) for r in base_rows])
