@@ -5,12 +5,29 @@ Public surface:
     Cache, Generation         what runs return
     Edit, zero, set_to, scale, add, patch   interventions
     tiny_pipeline             the embedded trained model as a diffusers pipeline (module: dit_lens.tiny)
+
+Names are imported on first use, so ``dit_lens.tiny`` (training, data, evaluator) works without nnsight.
 """
 
-from .edits import Edit, add, patch, scale, set_to, zero
-from .lens import Cache, Generation, Lens
+from importlib import import_module
 
 __version__ = "0.1.0"
+
+_LAZY = {"Lens": ".lens", "Cache": ".lens", "Generation": ".lens",
+         "Edit": ".edits", "zero": ".edits", "set_to": ".edits", "scale": ".edits", "add": ".edits",
+         "patch": ".edits"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dit_lens' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
 
 
 def tiny_pipeline(weights=True):

@@ -5,6 +5,7 @@
     TinyShapesPipeline                a ``DiffusionPipeline``: CLIPTextModel -> FluxTransformer2DModel, Euler flow
                                       matching with classifier-free guidance (batch ``[uncond; cond]``)
     build(weights=None)               a pipeline from config, with the shipped weights (or a given file) or random
+    transformer_config(...)           the config with another width/depth (training ablations; stored in the weights)
     WEIGHTS                           path of the shipped weights (safetensors)
 
 Images are 32 x 32 RGB in pixel space; the transformer sees 2 x 2 patches packed to 16 x 16 = 256 image tokens of 12
@@ -58,8 +59,9 @@ TEXT_CONFIG = dict(
 WEIGHTS = resources.files("dit_lens.tiny") / "weights" / "tiny_shapes.safetensors"
 
 
-def config_hash() -> str:
-    blob = json.dumps({"transformer": TRANSFORMER_CONFIG, "text": TEXT_CONFIG, "vocab": VOCAB}, sort_keys=True)
+def config_hash(transformer_config: dict | None = None) -> str:
+    blob = json.dumps({"transformer": transformer_config or TRANSFORMER_CONFIG, "text": TEXT_CONFIG, "vocab": VOCAB},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -163,17 +165,43 @@ class TinyShapesPipeline(DiffusionPipeline):
         return ImagePipelineOutput(images=out)
 
 
-def build(weights: str | Path | None | bool = True) -> TinyShapesPipeline:
-    """The embedded pipeline in eval mode: ``weights=True`` loads the shipped weights, a path loads that file,
-    ``None``/``False`` leaves random weights (seeded by the caller)."""
-    transformer = FluxTransformer2DModel(**TRANSFORMER_CONFIG)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
-    pipe = TinyShapesPipeline(transformer, text_encoder, WordTokenizer(),
-                              FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0))
+def transformer_config(heads: int | None = None, double: int | None = None, single: int | None = None) -> dict:
+    """``TRANSFORMER_CONFIG`` with the width (``heads`` x 32) or depth changed; used by training ablations."""
+    cfg = dict(TRANSFORMER_CONFIG)
+    for key, value in (("num_attention_heads", heads), ("num_layers", double), ("num_single_layers", single)):
+        if value is not None:
+            if value < 1:
+                raise ValueError(f"{key} must be >= 1, got {value}")
+            cfg[key] = int(value)
+    return cfg
+
+
+def weights_config(path) -> dict:
+    """The transformer config a weights file was trained with (its metadata), or the default one."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    cfg = json.loads(meta["transformer_config"]) if "transformer_config" in meta else TRANSFORMER_CONFIG
+    cfg = dict(cfg)
+    cfg["axes_dims_rope"] = tuple(cfg["axes_dims_rope"])
+    return cfg
+
+
+def build(weights: str | Path | None | bool = True, config: dict | None = None) -> TinyShapesPipeline:
+    """The embedded pipeline in eval mode: ``weights=True`` loads the shipped weights, a path loads that file (with
+    the transformer config stored in it), ``None``/``False`` leaves random weights (seeded by the caller) of
+    ``config`` (default ``TRANSFORMER_CONFIG``)."""
     if weights is True:
         if not WEIGHTS.is_file():
             raise FileNotFoundError(f"the embedded model's weights are missing from the package: {WEIGHTS}")
         weights = WEIGHTS
+    if weights:
+        config = weights_config(weights)
+    transformer = FluxTransformer2DModel(**(config or TRANSFORMER_CONFIG))
+    text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
+    pipe = TinyShapesPipeline(transformer, text_encoder, WordTokenizer(),
+                              FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0))
     if weights:
         load_weights(pipe, weights)
     pipe.transformer.eval()
