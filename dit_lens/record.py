@@ -36,15 +36,27 @@ def config_hash(pipeline) -> str:
 
 
 def channel_stats(h: torch.Tensor) -> torch.Tensor:
-    """(rows, tokens, channels) -> (4, rows, channels) float32: mean|x|, max|x|, rms, exact median|x| over tokens,
-    computed where ``h`` lives (float32 accumulation)."""
+    """(rows, tokens, channels) -> (4, rows, channels) float32: mean|x|, max|x|, rms, exact lower median|x| over
+    tokens, computed where ``h`` lives (float32 accumulation). Host tensors go through numpy, single-threaded, so
+    the writer thread can reduce them without competing with the model's intra-op threads."""
+    if h.device.type == "cpu":
+        return torch.from_numpy(_host_stats(h.detach().float().numpy()))
     a = h.detach().float().abs()
     return torch.stack([a.mean(1), a.amax(1), a.pow(2).mean(1).sqrt(), a.median(1).values])
 
 
+def _host_stats(x: np.ndarray) -> np.ndarray:
+    a = np.abs(x, dtype=np.float32)
+    mid = (a.shape[1] - 1) // 2  # torch's median: the lower of the two middle values
+    median = np.partition(a, mid, axis=1)[:, mid]
+    median[np.isnan(a).any(1)] = np.nan  # as torch.median: a NaN among the tokens makes the median NaN
+    return np.stack([a.mean(1, dtype=np.float32), a.max(1), np.sqrt((a * a).mean(1, dtype=np.float32)), median])
+
+
 class _Writer(threading.Thread):
-    """Writes whole chunks: a variable's layer group once all its recorded layers for a (batch, step) arrived,
-    stats and flags at the step's commit, so the model thread never waits on compression (only on the queue)."""
+    """Writes whole chunks: a variable's layer group once all its recorded layers for a (batch, step) arrived;
+    statistics, timesteps and ``complete`` flags once per batch (``flush``), one chunk per sample row, after the
+    batch's data. The model thread never waits on compression (only on the queue)."""
 
     def __init__(self, group, layout: Layout, maxsize: int):
         super().__init__(daemon=True)
@@ -62,6 +74,8 @@ class _Writer(threading.Thread):
                 self.groups.setdefault((var, pos // Lc), set()).add(pos)
         self._values: dict = {}  # (var, group) -> {layer position: (rows, tokens, channels)}
         self._stats: dict = {}  # var -> {layer position: (4, rows, channels)}
+        self._host_bad = 0  # non-finite values counted here for the step being received
+        self._steps: list = []  # committed steps of the batch: (step position, timestep, nonfinite, stats)
 
     def put(self, item) -> None:
         while True:
@@ -90,9 +104,15 @@ class _Writer(threading.Thread):
             for r, sample in enumerate(samples):
                 arr[(sample, *rest)] = block[r]
 
-    def _data(self, samples, step, name, value, stats):
+    def _data(self, samples, step, name, value, stats, host=None):
+        """``host``: the value itself when it already lives in host memory; its statistics and non-finite count
+        are then reduced here, off the model's thread (a device value arrives reduced, as ``stats``)."""
         fam, i, stream, site = name.split(".")
         var, pos, s = f"{stream}.{site}", self.layer_pos[f"{fam}.{i}"], self.step_pos[step]
+        if host is not None:
+            x = host.float().numpy()
+            stats = _host_stats(x)
+            self._host_bad += int(x.size - np.count_nonzero(np.isfinite(x)))
         self._stats.setdefault(var, {})[pos] = stats
         if value is None:
             return
@@ -110,19 +130,36 @@ class _Writer(threading.Thread):
             del self._values[key]
 
     def _commit(self, samples, step, timestep, nonfinite):
+        """A step's data is queued; its statistics and flags wait for ``_flush`` (one write per sample row)."""
         s = self.step_pos[step]
+        nonfinite += self._host_bad
+        self._host_bad = 0
         if nonfinite:
             self.nonfinite.append((samples, step, nonfinite))
-        for var, per_layer in self._stats.items():
-            arr = self.group[f"{var}.stats"]
-            block = np.full((len(samples),) + arr.shape[2:], np.nan, np.float32)
-            for p, v in per_layer.items():
-                block[:, p] = v.transpose(1, 0, 2)
-            self._rows(arr, samples, (s,), block)
+        self._steps.append((s, timestep, nonfinite, self._stats))
         self._stats = {}
-        self._rows(self.group["timestep"], samples, (s,), np.full(len(samples), timestep, np.float32))
-        self._rows(self.group["nonfinite"], samples, (s,), np.full(len(samples), nonfinite, np.int64))
-        self._rows(self.group["complete"], samples, (s,), np.ones(len(samples), bool))
+
+    def _flush(self, samples):
+        """Write the batch's statistics, timesteps and non-finite counts for all its recorded steps, then its
+        ``complete`` flags: per sample, one chunk of each, after every data chunk of the batch was written."""
+        n, S = len(samples), self.layout.steps
+        done = np.zeros((n, S), bool)
+        t = np.full((n, S), np.nan, np.float32)
+        bad = np.zeros((n, S), np.int64)
+        stats = {}
+        for s, timestep, nonfinite, per_var in self._steps:
+            done[:, s], t[:, s], bad[:, s] = True, timestep, nonfinite
+            for var, per_layer in per_var.items():
+                if var not in stats:
+                    stats[var] = np.full((n,) + self.group[f"{var}.stats"].shape[1:], np.nan, np.float32)
+                for p, v in per_layer.items():
+                    stats[var][:, s, p] = v.transpose(1, 0, 2)
+        self._steps = []
+        for var, block in stats.items():
+            self._rows(self.group[f"{var}.stats"], samples, (), block)
+        self._rows(self.group["timestep"], samples, (), t)
+        self._rows(self.group["nonfinite"], samples, (), bad)
+        self._rows(self.group["complete"], samples, (), done)
 
     def _image(self, samples, images):
         self._rows(self.group["image"], samples, (), images)
@@ -285,18 +322,22 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
                     h = run.read(name, cfg)
                     if tok_index is not None and ".img." in name:
                         h = h[:, tok_index.to(h.device)]
-                    bad += int((~torch.isfinite(h)).sum())
-                    stats = channel_stats(h).cpu().numpy()  # (4, rows, channels), reduced on the device
-                    value = None
+                    stats = host = value = None
+                    if h.device.type == "cpu":  # the writer thread reduces a copy, off the model's thread
+                        host = h.detach().clone()
+                    else:  # reduced on the device: only per-channel numbers cross to the host
+                        bad += int((~torch.isfinite(h)).sum())
+                        stats = channel_stats(h).cpu().numpy()  # (4, rows, channels)
                     if not stats_only:
-                        value = h.detach().to("cpu", copy=True)
+                        value = host if host is not None else h.detach().to("cpu", copy=True)
                         value = value.view(torch.int16).numpy().view(np.uint16) \
                             if value.dtype == torch.bfloat16 else value.numpy()
-                    writer.put(("data", batch, step.index, name, value, stats))
+                    writer.put(("data", batch, step.index, name, value, stats, host))
                 t = float(step.timestep.flatten()[0])
                 writer.put(("commit", batch, step.index, t, bad))
             bar.update(len(batch))
         out = lens.model.output.save()
+    writer.put(("flush", batch))
     if "image" in writer.group:
         writer.put(("image", batch, np.asarray(out.images)))
 

@@ -91,10 +91,11 @@ def create(url: str, layout: Layout, storage_options: dict | None = None) -> Non
             enc[var] = {"compressors": codec, "fill_value": fill}
         data[f"{var}.stats"] = xr.Variable(("sample", "step", "layer", "stat", "channel"),
                                            da.full((n, s, L, len(STATS), C), np.nan, dtype="float32",
-                                                   chunks=(1, 1, L, len(STATS), C)), attrs={"layers": layers})
+                                                   chunks=(1, s, L, len(STATS), C)), attrs={"layers": layers})
         enc[f"{var}.stats"] = {"compressors": codec, "fill_value": np.nan}
     for var, dt, fillv in (("complete", bool, False), ("nonfinite", "int64", 0), ("timestep", "float32", np.nan)):
-        data[var] = xr.Variable(("sample", "step"), da.full((n, s), fillv, dtype=dt, chunks=(1, 1)))
+        # one chunk per sample row, owned by the one writer of that sample, written once after all its data
+        data[var] = xr.Variable(("sample", "step"), da.full((n, s), fillv, dtype=dt, chunks=(1, s)))
         enc[var] = {"fill_value": fillv}
     if layout.image_shape:
         H, W, _ = layout.image_shape

@@ -96,6 +96,26 @@ def test_run_recipe_file(tmp_path):
         run_file(bad, tmp_path / "o2")
 
 
+def test_recipe_file_sweep(tmp_path):
+    base = ('recipe = "detect"\nmodel = "tiny"\nnames = "double.0.img.resid_post"\n'
+            f'prompts = {json.dumps(PROMPTS[:1])}\nseeds = [0]\n')
+    recipe = tmp_path / "s.toml"
+    recipe.write_text(base + "[sweep]\nk = [1, 3]\nnum_inference_steps = [1, 2]\n")
+    report = run_file(recipe, tmp_path / "out", progress=False)
+    assert [r["parameters"] for r in report["runs"]] == [
+        {"k": 1, "num_inference_steps": 1}, {"k": 1, "num_inference_steps": 2},
+        {"k": 3, "num_inference_steps": 1}, {"k": 3, "num_inference_steps": 2}]
+    assert [len(r["result"]["per_name"]["double.0.img.resid_post"]["top"]) for r in report["runs"]] == [1, 1, 3, 3]
+    assert (tmp_path / "out" / "k-3_num_inference_steps-2").is_dir()
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["sweep"] == {"k": [1, 3],
+                                                                                  "num_inference_steps": [1, 2]}
+    for extra, match in (("[sweep]\nkay = [1]\n", "no arguments"), ("[sweep]\nk = 3\n", "non-empty list"),
+                         ("k = 2\n[sweep]\nk = [1]\n", "outside the sweep")):
+        recipe.write_text(base + extra)
+        with pytest.raises(ValueError, match=match):
+            run_file(recipe, tmp_path / "o3")
+
+
 def test_cluster_offline_with_controls_and_errors(tiny_lens, tmp_path):
     from dit_lens.recipes.cluster import best_iou, cluster
 
@@ -133,6 +153,14 @@ def test_transport_small(tiny_lens, tmp_path):
         transport(tiny_lens, pairs=pairs, alphas=(2.0,), num_inference_steps=3)
     with pytest.raises(ValueError, match="pairs"):
         transport(tiny_lens, pairs=[("only one",)], num_inference_steps=3)
+    rnd = transport(tiny_lens, pairs=pairs, seeds=[0, 1], alphas=(1.0,), num_inference_steps=3, k=4,
+                    channel_set="random", detection=None)
+    assert rnd.params["channel_set"] == "random"
+    assert (rnd.images[1.0] != r.images[1.0]).any(), "random channels patched the same as the massive ones"
+    with pytest.raises(ValueError, match="channel_set"):
+        transport(tiny_lens, pairs=pairs, channel_set="huge", num_inference_steps=3)
+    with pytest.raises(ValueError, match="k=129 outside 1..128"):
+        transport(tiny_lens, pairs=pairs, k=129, num_inference_steps=3)
 
 
 def test_transport_offline_from_a_store(tiny_lens, tmp_path):

@@ -11,7 +11,13 @@ A recipe file names the function and gives its keyword arguments; two keys are s
     names = "*.*.img.resid_post"
     k = 4
 
-Pipeline call arguments go in a ``pipeline`` table (``pipeline = {guidance_scale = 4.0}``).
+Pipeline call arguments go in a ``pipeline`` table (``pipeline = {guidance_scale = 4.0}``). A ``sweep`` table runs
+the recipe once per combination of its lists (the model is loaded once); each run's figures go to a sub-folder and
+``report.json`` holds every run's parameters and result::
+
+    [sweep]
+    k = [4, 16, 64]
+    channel_set = ["massive", "random"]
 
 Writing a new recipe = one function returning an object with ``to_dict()`` (and optionally ``figures(out)`` or
 ``figure(out)``) + one line in RECIPES + one file in recipes/.
@@ -41,8 +47,15 @@ def load(path) -> tuple[str, dict]:
     return name, spec
 
 
-def run_file(path, out) -> dict:
+def _label(combo: dict) -> str:
+    return "_".join(f"{k}-{v}" for k, v in combo.items()).replace("/", "-").replace(" ", "") or "run"
+
+
+def run_file(path, out, progress: bool = True) -> dict:
     import inspect
+    import itertools
+
+    from tqdm.auto import tqdm
 
     from .. import __version__
     from ..lens import Lens
@@ -51,9 +64,14 @@ def run_file(path, out) -> dict:
     name, spec = load(path)
     fn = RECIPES[name]
     params = inspect.signature(fn).parameters
-    unknown = [k for k in spec if k not in ("model", "store") and k not in params]
+    sweep = spec.pop("sweep", {})
+    unknown = [k for k in [*spec, *sweep] if k not in ("model", "store") and k not in params]
     if unknown:
         raise ValueError(f"{path}: {name} has no arguments {unknown}; it takes {list(params)[1:]}")
+    bad = {k: v for k, v in sweep.items() if not isinstance(v, list) or not v or k in spec}
+    if bad:
+        raise ValueError(f"{path}: every [sweep] key needs a non-empty list of values and must not also be set "
+                         f"outside the sweep; check {sorted(bad)}")
     kwargs = dict(spec)
     source_desc = {}
     if "model" in kwargs:
@@ -68,15 +86,25 @@ def run_file(path, out) -> dict:
         raise ValueError(f"{path}: give 'model' (a Lens spec) or 'store' (a store path or URL)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    result = fn(source, **kwargs)
-    seconds = time.time() - t0
-    figures = []
-    if hasattr(result, "figures"):
-        figures = [str(p) for p in result.figures(out)]
-    elif hasattr(result, "figure"):
-        figures = [str(result.figure(out))]
-    report = dict(recipe=name, file=str(path), parameters=spec, source=source_desc, dit_lens_version=__version__,
-                  seconds=round(seconds, 2), figures=figures, result=result.to_dict())
+    combos = [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
+    runs = []
+    for combo in tqdm(combos or [{}], desc=name, unit="run", disable=not (progress and sweep)):
+        run_out = out / _label(combo) if sweep else out
+        run_out.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        result = fn(source, **kwargs, **combo)
+        seconds = time.time() - t0
+        figures = []
+        if hasattr(result, "figures"):
+            figures = [str(p) for p in result.figures(run_out)]
+        elif hasattr(result, "figure"):
+            figures = [str(result.figure(run_out))]
+        runs.append(dict(parameters=combo, seconds=round(seconds, 2), figures=figures, result=result.to_dict()))
+    report = dict(recipe=name, file=str(path), parameters=spec, source=source_desc, dit_lens_version=__version__)
+    if sweep:
+        report.update(sweep=sweep, seconds=round(sum(r["seconds"] for r in runs), 2),
+                      figures=[f for r in runs for f in r["figures"]], runs=runs)
+    else:
+        report.update(seconds=runs[0]["seconds"], figures=runs[0]["figures"], result=runs[0]["result"])
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
     return report

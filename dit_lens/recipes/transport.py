@@ -3,7 +3,8 @@ channels) x a spatial mask, with strength alpha — text-conditioned semantic tr
 
     transport(lens, pairs=[(source_prompt, target_prompt), ...], seeds=..., alphas=..., ...) -> Transport
         the source runs with the same seed as the target; at every chosen step and name the target's massive
-        channels move ``alpha`` of the way to the source's (``spatial="all"`` tokens, or ``"subject"``: the tokens
+        channels (``channel_set="massive"``, the top ``k``; controls: ``"random"``, k channels drawn uniformly
+        with ``random_seed``, or ``"low"``, the k lowest) move ``alpha`` of the way to the source's (``spatial="all"`` tokens, or ``"subject"``: the tokens
         of the source image's subject, embedded model only). On the embedded model each image is scored: success =
         the subject takes the source's colour while the background stays the target's and the subject stays where
         the target put it (mask IoU >= 0.5). Compared with pixel blending of the two images at the same alpha.
@@ -131,7 +132,7 @@ def _moved(img, target_prompt, source_prompt, target_mask) -> bool:
 def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: int = 4,
               alphas=(0.25, 0.5, 0.75, 1.0), steps=None, spatial: str = "all", num_inference_steps: int = 20,
               detection=None, source_store=None, storage_options: dict | None = None, source_images=None,
-              pipeline: dict | None = None) -> Transport:
+              channel_set: str = "massive", random_seed: int = 0, pipeline: dict | None = None) -> Transport:
     from ..edits import patch
     from ..tiny.evaluate import analyse
     from .detect import detect
@@ -140,6 +141,8 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
     pairs = [tuple(p) for p in pairs]
     if not pairs or any(len(p) != 2 for p in pairs):
         raise ValueError("pairs must be a non-empty list of (source_prompt, target_prompt)")
+    if channel_set not in ("massive", "random", "low"):
+        raise ValueError(f"channel_set={channel_set!r}: expected 'massive', 'random' or 'low'")
     if spatial not in ("all", "subject"):
         raise ValueError(f"spatial={spatial!r}: expected 'all' or 'subject'")
     bad = [a for a in alphas if not 0.0 <= float(a) <= 1.0]
@@ -148,6 +151,9 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
     if steps is not None and not all(0 <= s < num_inference_steps for s in steps):
         raise IndexError(f"steps {list(steps)} out of range 0..{num_inference_steps - 1}")
     chosen = lens.names(names)
+    width = lens.shape(chosen[0])[1]
+    if not 1 <= k <= width:
+        raise ValueError(f"k={k} outside 1..{width} (the channels of {chosen[0]})")
     embedded = type(lens.pipeline).__name__ == "TinyShapesPipeline"
     if spatial == "subject" and not embedded:
         raise ValueError("spatial='subject' segments subjects with the embedded model's evaluator; use 'all'")
@@ -162,6 +168,9 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
         return lens.generate(prompts, num_inference_steps=num_inference_steps, generator=gens, edits=edits,
                              cache=cache, **kw)
 
+    rng = np.random.default_rng(random_seed)
+    channels = {n: det.massive(n)[:k] if channel_set == "massive" else det.low(n, k) if channel_set == "low"
+                else sorted(rng.choice(lens.shape(n)[1], size=k, replace=False).tolist()) for n in chosen}
     keep = list(range(num_inference_steps)) if steps is None else list(steps)
     if source_images is not None:  # image-conditioned: each pair's source is an image, prompts are its captions
         src_images = np.asarray(source_images)
@@ -190,7 +199,7 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
     for alpha in alphas:
         edits = []
         for name in chosen:
-            ch = det.massive(name)
+            ch = channels[name]
             values = {}
             for s in keep:
                 v = src_values[name, s][:, :, ch]
@@ -206,7 +215,8 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
             mix = (a * images["source"].astype(np.float64) + (1 - a) * images["target"]).round().astype(np.uint8)
             okb = [_moved(im, t, s, m) for im, t, s, m in zip(mix, targets, sources, target_masks)]
             success[a], blend[a] = float(np.mean(ok)), float(np.mean(okb))
-    params = dict(pairs=[list(p) for p in pairs], seeds=list(seeds), names=names, k=k,
+    params = dict(pairs=[list(p) for p in pairs], seeds=list(seeds), names=names, k=k, channel_set=channel_set,
+                  random_seed=random_seed,
                   alphas=[float(a) for a in alphas], steps=None if steps is None else list(steps), spatial=spatial,
                   source_store=None if source_store is None else str(source_store),
                   num_inference_steps=num_inference_steps, pipeline={a: str(b) for a, b in kw.items()})
