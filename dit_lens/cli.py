@@ -109,6 +109,10 @@ def _run(a) -> int:
     from .recipes import run_file
 
     report = run_file(a.recipe, a.out)
+    for r in report.get("runs", []):
+        summary = {k: v for k, v in r["result"].items() if k != "params" and not isinstance(v, (list, dict))} \
+            or {k: v for k, v in r["result"].items() if k in ("success", "pixel_blend_success", "iou")}
+        print(f"  {r['parameters']}: {summary} ({r['seconds']} s)")
     print(f"{report['recipe']} done in {report['seconds']} s -> {a.out}/report.json "
           f"({len(report['figures'])} figures)")
     return 0

@@ -40,6 +40,10 @@ class Detection:
     def massive(self, name: str) -> list[int]:
         return list(self.per_name[name]["top"])
 
+    def ranked(self, name: str) -> list[int]:
+        """Every channel, by mean |x| over image tokens (averaged over samples and steps), largest first."""
+        return [int(c) for c in np.argsort(self.mean_abs[name], kind="stable")[::-1]]
+
     def low(self, name: str, n: int | None = None) -> list[int]:
         """The ``n`` (default k) channels with the lowest mean |x|."""
         order = np.argsort(self.mean_abs[name])

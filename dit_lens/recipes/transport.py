@@ -160,7 +160,7 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
     sources = [s for s, _ in pairs for _ in seeds]
     targets = [t for _, t in pairs for _ in seeds]
     all_seeds = [int(x) for _ in pairs for x in seeds]
-    det = detection or detect(lens, names=chosen, k=k, prompts=sorted(set(sources + targets)),
+    det = detection or detect(lens, names=chosen, k=min(k, width - 1), prompts=sorted(set(sources + targets)),
                               seeds=list(seeds), num_inference_steps=num_inference_steps, pipeline=kw)
 
     def run(prompts, edits=(), cache=None):
@@ -169,8 +169,9 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
                              cache=cache, **kw)
 
     rng = np.random.default_rng(random_seed)
-    channels = {n: det.massive(n)[:k] if channel_set == "massive" else det.low(n, k) if channel_set == "low"
-                else sorted(rng.choice(lens.shape(n)[1], size=k, replace=False).tolist()) for n in chosen}
+    channels = {n: det.ranked(n)[:k] if channel_set == "massive" else det.ranked(n)[::-1][:k]
+                if channel_set == "low" else sorted(rng.choice(lens.shape(n)[1], size=k, replace=False).tolist())
+                for n in chosen}
     keep = list(range(num_inference_steps)) if steps is None else list(steps)
     if source_images is not None:  # image-conditioned: each pair's source is an image, prompts are its captions
         src_images = np.asarray(source_images)
