@@ -41,13 +41,13 @@ class Detection:
         return list(self.per_name[name]["top"])
 
     def ranked(self, name: str) -> list[int]:
-        """Every channel, by mean |x| over image tokens (averaged over samples and steps), largest first."""
-        return [int(c) for c in np.argsort(self.mean_abs[name], kind="stable")[::-1]]
+        """Every channel, by mean |x| over image tokens (averaged over samples and steps), largest first; its first
+        k are ``massive(name)``."""
+        return [int(c) for c in np.argsort(self.mean_abs[name])[::-1]]
 
     def low(self, name: str, n: int | None = None) -> list[int]:
         """The ``n`` (default k) channels with the lowest mean |x|."""
-        order = np.argsort(self.mean_abs[name])
-        return [int(c) for c in order[: n or self.k]]
+        return self.ranked(name)[::-1][: n or self.k]
 
     def to_dict(self) -> dict:
         return {"k": self.k, "params": self.params, "per_name": self.per_name, "jaccard_layers": self.jaccard_layers}

@@ -4,8 +4,9 @@ channels) x a spatial mask, with strength alpha — text-conditioned semantic tr
     transport(lens, pairs=[(source_prompt, target_prompt), ...], seeds=..., alphas=..., ...) -> Transport
         the source runs with the same seed as the target; at every chosen step and name the target's massive
         channels (``channel_set="massive"``, the top ``k``; controls: ``"random"``, k channels drawn uniformly
-        with ``random_seed``, or ``"low"``, the k lowest) move ``alpha`` of the way to the source's (``spatial="all"`` tokens, or ``"subject"``: the tokens
-        of the source image's subject, embedded model only). On the embedded model each image is scored: success =
+        with ``random_seed``, or ``"low"``, the k lowest) move ``alpha`` of the way to the source's
+        (``spatial="all"`` tokens, or ``"subject"``: the tokens of the source image's subject, embedded model
+        only). On the embedded model each image is scored: success =
         the subject takes the source's colour while the background stays the target's and the subject stays where
         the target put it (mask IoU >= 0.5). Compared with pixel blending of the two images at the same alpha.
         Offline: ``source_store`` (a store recorded from the same model with the source prompts and seeds) gives
@@ -169,9 +170,15 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
                              cache=cache, **kw)
 
     rng = np.random.default_rng(random_seed)
-    channels = {n: det.ranked(n)[:k] if channel_set == "massive" else det.ranked(n)[::-1][:k]
-                if channel_set == "low" else sorted(rng.choice(lens.shape(n)[1], size=k, replace=False).tolist())
-                for n in chosen}
+
+    def channel_subset(name: str) -> list[int]:
+        if channel_set == "massive":
+            return det.ranked(name)[:k]
+        if channel_set == "low":
+            return det.low(name, k)
+        return sorted(rng.choice(lens.shape(name)[1], size=k, replace=False).tolist())
+
+    channels = {n: channel_subset(n) for n in chosen}
     keep = list(range(num_inference_steps)) if steps is None else list(steps)
     if source_images is not None:  # image-conditioned: each pair's source is an image, prompts are its captions
         src_images = np.asarray(source_images)
