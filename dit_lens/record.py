@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from ._chunks import chunk_writer
 from .store import Layout, StoreError, create, open_group, read_layout
 
 _STOP = object()
@@ -73,6 +74,7 @@ class _Writer(threading.Thread):
                 pos = self.layer_pos[x]
                 self.groups.setdefault((var, pos // Lc), set()).add(pos)
         self._values: dict = {}  # (var, group) -> {layer position: (rows, tokens, channels)}
+        self._chunk_writers: dict = {}  # var -> ChunkWriter (or None: write through zarr)
         self._stats: dict = {}  # var -> {layer position: (4, rows, channels)}
         self._host_bad = 0  # non-finite values counted here for the step being received
         self._steps: list = []  # committed steps of the batch: (step position, timestep, nonfinite, stats)
@@ -94,6 +96,13 @@ class _Writer(threading.Thread):
                 getattr(self, "_" + item[0])(*item[1:])
         except BaseException as e:  # noqa: BLE001 - reported to the model thread on its next put
             self.error = e
+        finally:
+            for writer in self._chunk_writers.values():
+                if writer is not None:
+                    try:
+                        writer.close()
+                    except BaseException as e:  # noqa: BLE001
+                        self.error = self.error or e
 
     @staticmethod
     def _rows(arr, samples, rest, block):
@@ -126,7 +135,14 @@ class _Writer(threading.Thread):
             block = np.full((len(samples), hi - lo) + value.shape[1:], arr.fill_value, dtype=arr.dtype)
             for p, v in got.items():
                 block[:, p - lo] = v
-            self._rows(arr, samples, (s, slice(lo, hi)), block)
+            if var not in self._chunk_writers:
+                self._chunk_writers[var] = chunk_writer(arr)
+            writer = self._chunk_writers[var]
+            if writer is None:  # a codec the direct path does not know: zarr's own write path
+                self._rows(arr, samples, (s, slice(lo, hi)), block)
+            else:  # whole chunks (sample, step, layer group, all tokens, all channels), encoded on this thread
+                for r, sample in enumerate(samples):
+                    writer.write((sample, s, key[1], 0, 0), block[r][None, None])
             del self._values[key]
 
     def _commit(self, samples, step, timestep, nonfinite):
@@ -142,6 +158,9 @@ class _Writer(threading.Thread):
     def _flush(self, samples):
         """Write the batch's statistics, timesteps and non-finite counts for all its recorded steps, then its
         ``complete`` flags: per sample, one chunk of each, after every data chunk of the batch was written."""
+        for writer in self._chunk_writers.values():  # every data chunk is in the store before its flags
+            if writer is not None:
+                writer.wait()
         n, S = len(samples), self.layout.steps
         done = np.zeros((n, S), bool)
         t = np.full((n, S), np.nan, np.float32)

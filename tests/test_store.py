@@ -135,6 +135,34 @@ _CHILD = textwrap.dedent("""
 """)
 
 
+def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path):
+    import zarr
+
+    from dit_lens._chunks import chunk_writer
+    from dit_lens.store import compressors
+
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((3, 5, 16, 8)) * 3e5).astype(np.float32)  # beyond float16's range
+    x[0, 0, 0, :2] = [np.inf, np.nan]
+    make = lambda name, **kw: zarr.create_array(str(tmp_path / name), shape=x.shape, chunks=(1, 2, 16, 8),
+                                                 dtype="float32", fill_value=np.nan, **kw)
+    ref, arr = make("ref.zarr", compressors=compressors()), make("direct.zarr", compressors=compressors())
+    ref[:] = x
+    w = chunk_writer(arr)
+    for s in range(3):
+        for g in range(3):  # the last layer group is an edge chunk of one layer
+            w.write((s, g, 0, 0), x[s:s + 1, 2 * g:2 * g + 2])
+    w.close()
+    np.testing.assert_array_equal(arr[:], x)
+    files = sorted(p.relative_to(tmp_path / "ref.zarr") for p in (tmp_path / "ref.zarr").rglob("c/*/*/*/*"))
+    assert len(files) == 9
+    for f in files:
+        assert (tmp_path / "ref.zarr" / f).read_bytes() == (tmp_path / "direct.zarr" / f).read_bytes(), f
+    with pytest.raises(ValueError, match="does not fit its chunks"):
+        w.write((0, 0, 0, 0), x[:2, :2])
+    assert chunk_writer(make("zstd.zarr", compressors=[zarr.codecs.ZstdCodec()])) is None
+
+
 def test_sigkill_leaves_complete_units_exact_and_resume_finishes(tiny_lens, tmp_path):
     url, ref = str(tmp_path / "k.zarr"), str(tmp_path / "ref.zarr")
     script = tmp_path / "child.py"
