@@ -6,6 +6,7 @@
       .read(name, cfg=)  the current call's value of a canonical name (all rows, or one CFG branch)
       .write(name, value, cfg=)   assign it (never in place: survives nnsight's multi-invoke batching)
       .apply(edit, name) apply an Edit at the current call, if it applies here
+      .pooled() / .set_pooled(value)   the current call's pooled text embedding (Flux, SD3: the adaLN conditioning)
 """
 
 from __future__ import annotations
@@ -24,9 +25,14 @@ class Step:
     timestep: object = None
 
 
+def _argument(args, kwargs, spec):
+    kw, pos = spec
+    return kwargs[kw] if kw in kwargs else (args[pos] if pos < len(args) else None)
+
+
 class Run:
     def __init__(self, tracer, transformer, table: dict, *, images: int, steps: int, calls_per_step: int,
-                 order: tuple, timestep: tuple, text: tuple, text_extra: int = 0):
+                 order: tuple, timestep: tuple, text: tuple, text_extra: int = 0, pooled: tuple | None = None):
         self.tracer = tracer
         self.transformer = transformer
         self.table = table  # name -> ("out", path, layout, None) | ("in", path, inputs, None) | ("sub", path, i)
@@ -34,7 +40,7 @@ class Run:
         self.num_steps = steps
         self.calls_per_step = calls_per_step
         self.order = order
-        self._timestep, self._text, self._text_extra = timestep, text, text_extra
+        self._timestep, self._text, self._text_extra, self._pooled = timestep, text, text_extra, pooled
         self.step: Step | None = None
 
     def _envoy(self, path: str):
@@ -47,14 +53,33 @@ class Run:
         total = self.num_steps * self.calls_per_step
         for call in self.tracer.iter[:total]:
             args, kwargs = self.transformer.inputs
-            kw, pos = self._timestep
-            t = kwargs[kw] if kw in kwargs else args[pos]
-            kw, pos = self._text
-            text = kwargs[kw] if kw in kwargs else (args[pos] if pos < len(args) else None)
+            t = _argument(args, kwargs, self._timestep)
+            text = _argument(args, kwargs, self._text)
             branch = "batch" if self.calls_per_step == 1 else self.order[call % self.calls_per_step]
             self.step = Step(call // self.calls_per_step, call, branch,
                              None if text is None else int(text.shape[1]) + self._text_extra, t)
             yield self.step
+
+    def pooled(self):
+        """The current call's pooled text embedding (rows, dim): the input that conditions every block's
+        modulation on Flux and SD3."""
+        args, kwargs = self.transformer.inputs
+        return _argument(args, kwargs, self._need_pooled())
+
+    def set_pooled(self, value) -> None:
+        kw, pos = self._need_pooled()
+        args, kwargs = self.transformer.inputs
+        if kw in kwargs or pos >= len(args):
+            kwargs = dict(kwargs, **{kw: value})
+        else:
+            args = (*args[:pos], value, *args[pos + 1:])
+        self.transformer.inputs = (args, kwargs)
+
+    def _need_pooled(self) -> tuple:
+        if self._pooled is None:
+            raise ValueError("this architecture's transformer takes no pooled text embedding (its file in dit_lens/archs "
+                             "declares none): its blocks see the prompt through attention only")
+        return self._pooled
 
     def _raw(self, name):
         kind, path, spec, index = self.table[name]

@@ -83,6 +83,10 @@ def probe(pipeline, arch: Arch, example: dict) -> Probe:
             kw, pos = arch.text
             text = kwargs.get(kw, args[pos] if pos < len(args) else None)
             calls["T"] = text.shape[1] + text_extra(transformer, arch) if isinstance(text, torch.Tensor) else None
+            if arch.pooled is not None:
+                kw, pos = arch.pooled
+                pooled = kwargs.get(kw, args[pos] if pos < len(args) else None)
+                calls["pooled"] = tuple(pooled.shape) if isinstance(pooled, torch.Tensor) else type(pooled).__name__
 
     def hook(key):
         def fn(module, args, kwargs, output):
@@ -118,6 +122,9 @@ def probe(pipeline, arch: Arch, example: dict) -> Probe:
             h.remove()
     if calls["n"] == 0:
         raise AdapterMismatch(f"{arch.source}: the dry run never called the transformer")
+    if arch.pooled is not None and not (isinstance(calls["pooled"], tuple) and len(calls["pooled"]) == 2):
+        raise AdapterMismatch(f"{arch.source}: declares a pooled text embedding {arch.pooled}, but the transformer "
+                              f"got {calls['pooled']} there, not a (rows, dim) tensor")
     return _check(blocks, seen, entered, calls["T"], arch)
 
 

@@ -178,7 +178,7 @@ class Lens:
         return Run(tracer, self.model.transformer, self._table, images=_count_images(prompt, kwargs),
                    steps=num_inference_steps, calls_per_step=self._calls_per_step(kwargs),
                    order=cfg.order if cfg else ("cond",), timestep=self.arch.timestep, text=self.arch.text,
-                   text_extra=text_extra(self.pipeline.transformer, self.arch))
+                   text_extra=text_extra(self.pipeline.transformer, self.arch), pooled=self.arch.pooled)
 
     @staticmethod
     def _need_steps(num_inference_steps) -> int:
@@ -223,9 +223,10 @@ class Lens:
 
     def generate(self, prompt=None, *, num_inference_steps=None, seed=None, edits: Sequence[Edit] = (),
                  cache=None, cache_steps: Sequence[int] | None = None, cache_cfg: str | None = None,
-                 remote=False, **kwargs) -> Generation:
+                 remote=False, on_step=None, **kwargs) -> Generation:
         """Run the pipeline once with ``edits`` applied and the ``cache`` names (globs) recorded after them, at
-        ``cache_steps`` (default all) and CFG branch ``cache_cfg`` (default all rows)."""
+        ``cache_steps`` (default all) and CFG branch ``cache_cfg`` (default all rows). ``on_step(run, step)``, if
+        given, is called at every transformer call before the edits (e.g. to ``run.set_pooled(...)``)."""
         n = self._need_steps(num_inference_steps)
         plan = self._plan(list(edits), cache, cache_steps, n)
         steps_kept = None if cache_steps is None else set(int(s) for s in cache_steps)
@@ -238,6 +239,8 @@ class Lens:
             stamps = list().save()
             for step in run.steps():
                 stamps.append((step.index, step.branch, float(step.timestep.flatten()[0])))
+                if on_step is not None:
+                    on_step(run, step)
                 for name, name_edits, keep in plan:
                     h = None
                     for e in name_edits:

@@ -81,6 +81,9 @@ def test_adapter_mismatch_is_loud(flux_lens, monkeypatch):
                                                 arch.families[1]))
     with pytest.raises(_validate.AdapterMismatch, match=r"transformer_blocks.0 \(double.0\) returned \(Tensor"):
         _validate.probe(lens.pipeline, wrong, dict(kw, num_inference_steps=1))
+    wrong = dataclasses.replace(arch, pooled=("guidance", 6))  # None: the tiny config has no guidance embedding
+    with pytest.raises(_validate.AdapterMismatch, match="declares a pooled text embedding"):
+        _validate.probe(lens.pipeline, wrong, dict(kw, num_inference_steps=1))
 
 
 def test_edit_kinds(flux_lens):
@@ -151,6 +154,26 @@ def test_in_trace_api(flux_lens):
     assert seen == [(0, (2, 16, 32)), (1, (2, 16, 32)), (2, (2, 16, 32))]
     g = lens.generate(num_inference_steps=STEPS, seed=0, edits=[zero("double.1.img.resid_post", steps=[1])], **kw)
     assert torch.equal(out.images, g.images)
+
+
+def test_pooled_embedding_read_and_set_per_step(flux_lens):
+    from tiny_pipelines import pixart
+
+    lens, kw = flux_lens
+    seen = []
+    same = lens.generate(num_inference_steps=STEPS, seed=0, on_step=lambda run, step: (
+        seen.append(tuple(run.pooled().shape)), run.set_pooled(run.pooled())), **kw)
+    base = lens.generate(num_inference_steps=STEPS, seed=0, **kw)
+    assert seen == [(2, 32)] * STEPS
+    assert torch.equal(same.images, base.images)
+    zeroed = lens.generate(num_inference_steps=STEPS, seed=0, on_step=lambda run, step: run.set_pooled(
+        run.pooled() * 0) if step.index == 2 else None, **kw)
+    assert not torch.equal(zeroed.images, base.images), "setting the pooled embedding changed nothing"
+    pipe, pkw = pixart()
+    plens = Lens(pipe, example=dict(pkw, num_inference_steps=1))
+    assert plens.arch.pooled is None
+    with pytest.raises(ValueError, match="no pooled text embedding"):
+        plens.generate(num_inference_steps=1, seed=0, on_step=lambda run, step: run.pooled(), **pkw)
 
 
 def test_cli_names_json(capsys):

@@ -156,11 +156,35 @@ def test_transport_small(tiny_lens, tmp_path):
     rnd = transport(tiny_lens, pairs=pairs, seeds=[0, 1], alphas=(1.0,), num_inference_steps=3, k=4,
                     channel_set="random", detection=None)
     assert rnd.params["channel_set"] == "random"
+    assert r.channels == r.massive and all(len(v) == 4 for v in rnd.channels.values())
+    assert all(not set(rnd.channels[n]) & set(rnd.massive[n]) for n in rnd.channels), "random drew massive ones"
     assert (rnd.images[1.0] != r.images[1.0]).any(), "random channels patched the same as the massive ones"
     with pytest.raises(ValueError, match="channel_set"):
         transport(tiny_lens, pairs=pairs, channel_set="huge", num_inference_steps=3)
     with pytest.raises(ValueError, match="k=129 outside 1..128"):
         transport(tiny_lens, pairs=pairs, k=129, num_inference_steps=3)
+    with pytest.raises(ValueError, match="outside the 4 massive ones: k <= 124"):
+        transport(tiny_lens, pairs=pairs, k=125, channel_set="random", num_inference_steps=3)
+    with pytest.raises(ValueError, match="k=0 outside 1..128"):
+        transport(tiny_lens, pairs=pairs, k=0, num_inference_steps=3)
+
+
+def test_transport_pooled_embedding(tiny_lens, tmp_path):
+    from dit_lens.recipes.transport import transport
+
+    pairs = [("a red circle on a blue background", "a green circle on a blue background")]
+    alone = transport(tiny_lens, pairs=pairs, seeds=[0], alphas=(1.0,), num_inference_steps=3, k=0,
+                      pooled_alpha=1.0)
+    assert alone.params["pooled_alpha"] == 1.0 and alone.params["k"] == 0
+    assert (alone.images[1.0] != alone.images["target"]).any(), "moving the pooled embedding changed nothing"
+    both = transport(tiny_lens, pairs=pairs, seeds=[0], alphas=(1.0,), num_inference_steps=3, k=4,
+                     pooled_alpha=1.0)
+    assert (both.images[1.0] != alone.images[1.0]).any()
+    with pytest.raises(ValueError, match="pooled_alpha=2"):
+        transport(tiny_lens, pairs=pairs, k=0, pooled_alpha=2, num_inference_steps=3)
+    with pytest.raises(ValueError, match="live source"):
+        transport(tiny_lens, pairs=pairs, pooled_alpha=0.5, num_inference_steps=3,
+                  source_store=str(tmp_path / "none.zarr"))
 
 
 def test_transport_offline_from_a_store(tiny_lens, tmp_path):

@@ -50,6 +50,8 @@ class Arch:
     families: tuple  # Family, ...
     timestep: tuple = ("timestep", 2)  # (keyword, position) of the transformer's timestep argument
     text: tuple = ("encoder_hidden_states", 1)  # (keyword, position) of its text-embedding argument
+    # (keyword, position) of a pooled text embedding that conditions every block's modulation (adaLN), if any
+    pooled: tuple | None = None
     sequential_cfg: SequentialCFG | None = None
     # a transformer attribute (tensor) whose dim-1 length is prepended to the text inside the blocks (registers)
     text_extra: str | None = None

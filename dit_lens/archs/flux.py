@@ -5,6 +5,8 @@ from ._spec import Arch, Family, mmdit_double, SequentialCFG
 
 ARCH = Arch(
     model_class="FluxTransformer2DModel",
+    timestep=("timestep", 3),
+    pooled=("pooled_projections", 2),
     families=(
         mmdit_double(),
         Family("single", "single_transformer_blocks", output="txt,img",

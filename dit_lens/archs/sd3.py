@@ -4,6 +4,8 @@ from ._spec import Arch, mmdit_double
 
 ARCH = Arch(
     model_class="SD3Transformer2DModel",
+    timestep=("timestep", 3),
+    pooled=("pooled_projections", 2),
     families=(
         mmdit_double(txt_may_be_none=True),
     ),

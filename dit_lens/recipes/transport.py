@@ -3,8 +3,9 @@ channels) x a spatial mask, with strength alpha — text-conditioned semantic tr
 
     transport(lens, pairs=[(source_prompt, target_prompt), ...], seeds=..., alphas=..., ...) -> Transport
         the source runs with the same seed as the target; at every chosen step and name the target's massive
-        channels (``channel_set="massive"``, the top ``k``; controls: ``"random"``, k channels drawn uniformly
-        with ``random_seed``, or ``"low"``, the k lowest) move ``alpha`` of the way to the source's
+        channels (``channel_set="massive"``, the top ``k`` by detection's ranking; controls: ``"random"``, k
+        channels drawn uniformly with ``random_seed`` from those outside the detected massive set, as disrupt and
+        cluster draw theirs, or ``"low"``, the k lowest) move ``alpha`` of the way to the source's
         (``spatial="all"`` tokens, or ``"subject"``: the tokens of the source image's subject, embedded model
         only). On the embedded model each image is scored: success =
         the subject takes the source's colour while the background stays the target's and the subject stays where
@@ -14,6 +15,9 @@ channels) x a spatial mask, with strength alpha — text-conditioned semantic tr
         ``source_images`` (one uint8 image per pair) are noised to each step's sigma and run through the
         transformer under the target prompt (``image_source``); each pair's first prompt then only names the
         image's content for scoring.
+        ``pooled_alpha`` > 0 (Flux, SD3: models whose blocks are modulated by a pooled text embedding) also moves
+        the target's pooled embedding that fraction of the way to the source's at the chosen steps — the
+        conditioning path that bypasses the residual stream; ``k`` may be 0 to transport it alone (live sources).
     Transport.figure(out)   alpha sweep grid (rows: pairs; columns: target, alphas..., source)
 """
 
@@ -32,9 +36,12 @@ class Transport:
     blend_success: dict  # alpha -> the same score for pixel blending
     params: dict
     images: dict = field(repr=False, default_factory=dict)  # "source" | "target" | alpha -> (n, H, W, 3)
+    channels: dict = field(default_factory=dict)  # name -> the channels patched
+    massive: dict = field(default_factory=dict)  # name -> the detected massive channels
 
     def to_dict(self) -> dict:
-        return {"params": self.params, "success": self.success, "pixel_blend_success": self.blend_success}
+        return {"params": self.params, "success": self.success, "pixel_blend_success": self.blend_success,
+                "channels": self.channels, "massive": self.massive}
 
     def figure(self, out, n: int = 4) -> Path:
         from ._figures import pyplot, save
@@ -133,7 +140,8 @@ def _moved(img, target_prompt, source_prompt, target_mask) -> bool:
 def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: int = 4,
               alphas=(0.25, 0.5, 0.75, 1.0), steps=None, spatial: str = "all", num_inference_steps: int = 20,
               detection=None, source_store=None, storage_options: dict | None = None, source_images=None,
-              channel_set: str = "massive", random_seed: int = 0, pipeline: dict | None = None) -> Transport:
+              channel_set: str = "massive", random_seed: int = 0, pooled_alpha: float = 0.0,
+              pipeline: dict | None = None) -> Transport:
     from ..edits import patch
     from ..tiny.evaluate import analyse
     from .detect import detect
@@ -153,21 +161,33 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
         raise IndexError(f"steps {list(steps)} out of range 0..{num_inference_steps - 1}")
     chosen = lens.names(names)
     width = lens.shape(chosen[0])[1]
-    if not 1 <= k <= width:
-        raise ValueError(f"k={k} outside 1..{width} (the channels of {chosen[0]})")
+    if not (0 if pooled_alpha else 1) <= k <= width:
+        raise ValueError(f"k={k} outside {0 if pooled_alpha else 1}..{width} (the channels of {chosen[0]})")
+    if not 0.0 <= float(pooled_alpha) <= 1.0:
+        raise ValueError(f"pooled_alpha={pooled_alpha} outside [0, 1]")
+    if pooled_alpha and lens.arch.pooled is None:
+        raise ValueError(f"pooled_alpha={pooled_alpha}: {lens.arch.model_class} takes no pooled text embedding "
+                         f"(see {lens.arch.source})")
+    if pooled_alpha and (source_store is not None or source_images is not None):
+        raise ValueError("pooled_alpha needs a live source prompt: stores and source images hold no pooled "
+                         "text embedding")
+    massive_k = detection.k if detection is not None else 4
+    if channel_set == "random" and k > width - massive_k:
+        raise ValueError(f"channel_set='random' draws k channels outside the {massive_k} massive ones: "
+                         f"k <= {width - massive_k}, got {k}")
     embedded = type(lens.pipeline).__name__ == "TinyShapesPipeline"
     if spatial == "subject" and not embedded:
         raise ValueError("spatial='subject' segments subjects with the embedded model's evaluator; use 'all'")
     sources = [s for s, _ in pairs for _ in seeds]
     targets = [t for _, t in pairs for _ in seeds]
     all_seeds = [int(x) for _ in pairs for x in seeds]
-    det = detection or detect(lens, names=chosen, k=min(k, width - 1), prompts=sorted(set(sources + targets)),
+    det = detection or detect(lens, names=chosen, k=4, prompts=sorted(set(sources + targets)),
                               seeds=list(seeds), num_inference_steps=num_inference_steps, pipeline=kw)
 
-    def run(prompts, edits=(), cache=None):
+    def run(prompts, edits=(), cache=None, on_step=None):
         gens = [torch.Generator().manual_seed(s) for s in all_seeds]
         return lens.generate(prompts, num_inference_steps=num_inference_steps, generator=gens, edits=edits,
-                             cache=cache, **kw)
+                             cache=cache, on_step=on_step, **kw)
 
     rng = np.random.default_rng(random_seed)
 
@@ -176,9 +196,10 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
             return det.ranked(name)[:k]
         if channel_set == "low":
             return det.low(name, k)
-        return sorted(rng.choice(lens.shape(name)[1], size=k, replace=False).tolist())
+        outside = [c for c in range(lens.shape(name)[1]) if c not in det.massive(name)]
+        return sorted(rng.choice(outside, size=k, replace=False).tolist())
 
-    channels = {n: channel_subset(n) for n in chosen}
+    channels = {n: channel_subset(n) for n in chosen} if k else {}
     keep = list(range(num_inference_steps)) if steps is None else list(steps)
     if source_images is not None:  # image-conditioned: each pair's source is an image, prompts are its captions
         src_images = np.asarray(source_images)
@@ -192,7 +213,13 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
         src_values, src_images, cfg = _from_store(lens, source_store, storage_options, sources, all_seeds, chosen,
                                                   keep)
     else:
-        src = run(sources, cache=chosen)
+        pooled = {}
+
+        def read_pooled(run_, step):
+            if pooled_alpha and step.index == 0:
+                pooled[step.branch] = run_.pooled().detach().clone()
+
+        src = run(sources, cache=chosen, on_step=read_pooled)
         src_values = {(n, s): src.cache[n, s] for n in chosen for s in keep}
         src_images, cfg = np.asarray(src.images), None
     tgt = run(targets)
@@ -204,16 +231,23 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
         side = int(round(lens.shape(chosen[0])[0] ** 0.5))
         union = subject_masks(images["source"], (side, side)).any(0).ravel()
         tokens = np.nonzero(union)[0].tolist() or None
+
+    def move_pooled(run_, step):  # the target's pooled embedding moves pooled_alpha of the way to the source's
+        if step.index in keep:
+            p = run_.pooled()
+            run_.set_pooled(p + float(pooled_alpha) * (pooled[step.branch].to(p) - p))
+
     for alpha in alphas:
         edits = []
-        for name in chosen:
+        for name in chosen if k else ():
             ch = channels[name]
             values = {}
             for s in keep:
                 v = src_values[name, s][:, :, ch]
                 values[s] = v if tokens is None else v[:, tokens]
             edits.append(patch(name, values, alpha=float(alpha), channels=ch, tokens=tokens, cfg=cfg))
-        images[float(alpha)] = np.asarray(run(targets, edits=edits).images)
+        images[float(alpha)] = np.asarray(run(targets, edits=edits, on_step=move_pooled if pooled_alpha else None)
+                                          .images)
     success, blend = {}, {}
     if embedded:
         target_masks = [analyse(im).mask for im in images["target"]]
@@ -224,8 +258,10 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
             okb = [_moved(im, t, s, m) for im, t, s, m in zip(mix, targets, sources, target_masks)]
             success[a], blend[a] = float(np.mean(ok)), float(np.mean(okb))
     params = dict(pairs=[list(p) for p in pairs], seeds=list(seeds), names=names, k=k, channel_set=channel_set,
-                  random_seed=random_seed,
+                  random_seed=random_seed, pooled_alpha=float(pooled_alpha),
                   alphas=[float(a) for a in alphas], steps=None if steps is None else list(steps), spatial=spatial,
                   source_store=None if source_store is None else str(source_store),
                   num_inference_steps=num_inference_steps, pipeline={a: str(b) for a, b in kw.items()})
-    return Transport(success=success, blend_success=blend, params=params, images=images)
+    return Transport(success=success, blend_success=blend, params=params, images=images,
+                     channels={n: [int(c) for c in ch] for n, ch in channels.items()},
+                     massive={n: det.massive(n) for n in chosen})
