@@ -5,7 +5,8 @@
   3. per-channel max/mean/median over a >= 2 GB store (channel_reduce, Dask threads) vs the same numpy reduction
      of the same values held in RAM
 
-    python bench/store_bench.py [--gb 2.0] [--prompts 8] [--steps 20] [--dir /tmp/dit-lens-bench] [--only writes]
+    python bench/store_bench.py [--gb 2.0] [--prompts 32] [--batch 8] [--steps 20] [--repeats 3]
+                                [--dir /tmp/dit-lens-bench] [--only recording|writes|reductions]
 """
 
 from __future__ import annotations
@@ -29,27 +30,30 @@ def _timeit(fn, repeats):
     return statistics.median(times)
 
 
-def recording(root: Path, n_prompts: int, steps: int, repeats: int) -> None:
+def recording(root: Path, n_prompts: int, steps: int, repeats: int, batch: int) -> None:
     from dit_lens import Lens
     from dit_lens.record import record
     from dit_lens.tiny.demo import demo_prompts
 
     lens = Lens("tiny")
     prompts = demo_prompts(n_prompts)
-    gens = lambda: [torch.Generator().manual_seed(i) for i in range(n_prompts)]  # noqa: E731
+    batches = [list(range(i, min(i + batch, n_prompts))) for i in range(0, n_prompts, batch)]
 
-    def plain():
-        lens.pipeline(prompts, num_inference_steps=steps, generator=gens())
+    def plain():  # the same batches the recorder runs
+        for b in batches:
+            lens.pipeline([prompts[i] for i in b], num_inference_steps=steps,
+                          generator=[torch.Generator().manual_seed(i) for i in b])
 
-    def rec(stats_only):
+    def rec(kind):
         def fn():
-            url = root / ("stats.zarr" if stats_only else "full.zarr")
+            url = root / f"{kind}.zarr"
             shutil.rmtree(url, ignore_errors=True)
             record(lens, str(url), prompts, seeds=[0], names="*.*.img.resid_post", num_inference_steps=steps,
-                   batch_size=n_prompts, stats_only=stats_only, progress=False)
+                   batch_size=batch, stats_only=kind == "stats", progress=False,
+                   samples=[] if kind == "empty" else None)
         return fn
 
-    fns = {"plain": plain, "full": rec(False), "stats": rec(True)}
+    fns = {"plain": plain, "full": rec("full"), "stats": rec("stats"), "empty": rec("empty")}
     for f in fns.values():
         f()  # warm-up
     times = {k: [] for k in fns}
@@ -60,12 +64,13 @@ def recording(root: Path, n_prompts: int, steps: int, repeats: int) -> None:
             times[k].append(time.perf_counter() - t0)
     t = {k: statistics.median(v) for k, v in times.items()}
     size = sum(p.stat().st_size for p in (root / "full.zarr").rglob("*") if p.is_file())
-    print(f"\n1. recording ({n_prompts} prompts x {steps} steps, tiny model, 6 image-stream names, interleaved, median of "
-          f"{repeats})")
+    print(f"\n1. recording ({n_prompts} prompts in batches of {batch} x {steps} steps, tiny model, 6 image-stream "
+          f"names, interleaved, median of {repeats})")
     for k, v in t.items():
         print(f"   {k:<6} {v:7.2f} s")
     print(f"   full/plain  {t['full'] / t['plain']:.3f}x  (goal <= 1.25)   store {size / 1e6:.1f} MB")
     print(f"   stats/plain {t['stats'] / t['plain']:.3f}x  (goal <= 1.05)")
+    print(f"   a store's fixed cost (template, claims; 'empty' records no sample): {t['empty']:.2f} s")
 
 
 def writes(root: Path, mb: int) -> None:
@@ -170,7 +175,8 @@ def reductions(root: Path, gb: float) -> None:
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--gb", type=float, default=2.0)
-    p.add_argument("--prompts", type=int, default=8)
+    p.add_argument("--prompts", type=int, default=32)
+    p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--write-mb", type=int, default=512)
@@ -181,7 +187,7 @@ def main():
     root.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if a.only in (None, "recording"):
-        recording(root, a.prompts, a.steps, a.repeats)
+        recording(root, a.prompts, a.steps, a.repeats, a.batch)
     if a.only in (None, "writes"):
         writes(root, a.write_mb)
     if a.only in (None, "reductions"):

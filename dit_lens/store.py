@@ -3,6 +3,7 @@
     SCHEMA_VERSION
     Layout(...)                 what a store holds: samples, steps, layers, names, token counts, mode, encoding
     create(url, layout, ...)    write the fixed-shape template (metadata + coordinates, no data chunks)
+    ensure_images(group, n, shape)   add the uint8 image variables once a run's images (and so their shape) exist
     open_group(url, ...)        the zarr group for writers (checks the schema version)
     open_store(url, ...)        lazy xarray.Dataset: decoded to float32, units not flagged complete masked to NaN
     verify(url, ...)            read every chunk of every complete unit; list the ones that fail to decode
@@ -135,6 +136,25 @@ def read_layout(group) -> Layout:
     if version != SCHEMA_VERSION:
         raise StoreError(f"store schema version {version!r}, this dit-lens reads version {SCHEMA_VERSION}")
     return Layout(**json.loads(attrs["layout"]))
+
+
+def ensure_images(group, n: int, shape: tuple) -> None:
+    """Create ``image`` (sample, y, x, rgb) uint8 and ``image_complete`` (sample) the first time a writer has images
+    of ``shape`` (H, W, 3): the run's own output decides it, not a guess made before the run. Writers sharing a
+    store may race to create them; the loser checks that the shapes agree."""
+    import zarr
+
+    H, W, _ = shape
+    try:
+        group.create_array("image", shape=(n, H, W, 3), chunks=(1, H, W, 3), dtype="uint8", fill_value=0,
+                           compressors=compressors(), dimension_names=("sample", "y", "x", "rgb"))
+        group.create_array("image_complete", shape=(n,), chunks=(1,), dtype="bool", fill_value=False,
+                           dimension_names=("sample",))
+    except zarr.errors.ContainsArrayError:
+        pass
+    have = tuple(zarr.open_array(group.store, path=f"{group.path}/image".lstrip("/"), mode="r").shape)
+    if have != (n, H, W, 3):
+        raise StoreError(f"this store's images are {have[1:]}, this run made {tuple(shape)}")
 
 
 def open_group(url: str, storage_options: dict | None = None, mode: str = "r+"):

@@ -163,6 +163,21 @@ def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path):
     assert chunk_writer(make("zstd.zarr", compressors=[zarr.codecs.ZstdCodec()])) is None
 
 
+def test_images_are_stored_as_the_run_made_them():
+    from PIL import Image
+
+    from dit_lens.record import _uint8_images
+
+    rng = np.random.default_rng(0)
+    u8 = rng.integers(0, 256, (2, 8, 6, 3), dtype=np.uint8)
+    assert np.array_equal(_uint8_images([Image.fromarray(a) for a in u8]), u8)
+    assert np.array_equal(_uint8_images(u8 / 255.0), u8)  # output_type="np": floats in [0, 1]
+    assert np.array_equal(_uint8_images(torch.from_numpy(u8 / 255.0).permute(0, 3, 1, 2)), u8)  # "pt"
+    assert _uint8_images(np.zeros((2, 4, 8, 8), np.float32)) is None  # latents: no image variable
+    with pytest.warns(RuntimeWarning, match="outside"):
+        assert _uint8_images(u8 / 127.5 - 1.0) is None
+
+
 def test_sigkill_leaves_complete_units_exact_and_resume_finishes(tiny_lens, tmp_path):
     url, ref = str(tmp_path / "k.zarr"), str(tmp_path / "ref.zarr")
     script = tmp_path / "child.py"
