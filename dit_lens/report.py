@@ -60,10 +60,14 @@ def write_page(out, report: dict) -> Path:
         lines += ["", f"Best layer with massive channels: {clu['best_layer_massive']['name']} "
                       f"(IoU {clu['best_layer_massive']['iou']:.3f}).", "", "![masks](cluster_masks.png)", "",
                   "## Transport (text-conditioned, same seed)", "",
-                  "| alpha | transported | pixel blending |", "|---|---|---|"]
-        t = r["transport"]
-        for a, v in t["success"].items():
-            lines.append(f"| {a} | {v:.0%} | {t['pixel_blend_success'][a]:.0%} |")
+                  "A source prompt's activations patched into a target's at every step and image-stream block "
+                  "output; transported = the subject takes the source colour with the target's background and "
+                  "position.", "",
+                  "| patched | alpha | transported | pixel blending |", "|---|---|---|---|"]
+        variants = {"massive 4": r["transport"], **r.get("transport_controls", {})}
+        for label, t in variants.items():
+            for a, v in t["success"].items():
+                lines.append(f"| {label} | {a} | {v:.0%} | {t['pixel_blend_success'][a]:.0%} |")
         lines += ["", "![transport](transport_sweep.png)", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")

@@ -81,3 +81,19 @@ def test_demo_quick(tmp_path):
     assert main(["demo", "--out", str(tmp_path), "--quick", "--steps", "8"]) == 0
     report = json.loads((tmp_path / "scores.json").read_text())
     assert report["scores"]["n"] == 20 and (tmp_path / "grid.png").stat().st_size > 10_000
+
+
+def test_demo_full_report_numbers_come_from_the_run(tmp_path):
+    from dit_lens.tiny.demo import demo
+
+    report = demo(tmp_path, steps=4, n=5)
+    page = (tmp_path / "report.md").read_text()
+    r = report["recipes"]
+    assert f"| massive | {r['cluster']['summary']['massive']:.3f} |" in page
+    for label, t in {"massive 4": r["transport"], **r["transport_controls"]}.items():
+        for a, v in t["success"].items():
+            assert f"| {label} | {a} | {v:.0%} |" in page
+    assert r["transport_controls"]["pooled embedding only"]["params"]["k"] == 0
+    for fig in ("grid.png", "profile.png", "detect_heatmap.png", "disrupt_grid.png", "cluster_masks.png",
+                "transport_sweep.png"):
+        assert f"({fig})" in page and (tmp_path / fig).stat().st_size > 5_000, fig

@@ -1,6 +1,7 @@
 """``dit-lens demo``: the embedded model end to end, offline, on the CPU.
 
     demo_prompts(n)        held-out prompts (their data seeds are never used in training)
+    top1_over_median(h)    per row of (rows, tokens, channels): largest / median channel of mean |x| over tokens
     channel_profile(cache) per name: top-1 / median channel of mean |x| over tokens, and the top channels
     demo(out, ...)         generate a grid through the Lens, score it, profile the image stream; writes
                            grid.png, profile.png and scores.json in ``out``
@@ -24,6 +25,12 @@ def demo_prompts(n: int = 20) -> list[str]:
     return [data.sample(HELD_OUT + i).prompt for i in range(n)]
 
 
+def top1_over_median(h: torch.Tensor) -> torch.Tensor:
+    """(rows, tokens, channels) -> (rows,): the massive-activation ratio used in training logs and the demo."""
+    m = h.float().abs().mean(1)
+    return m.max(1).values / m.median(1).values
+
+
 def channel_profile(cache, names, k: int = 4) -> dict:
     """Per name: channel magnitudes m[c] = mean |x| over tokens, per (step, image), then
       top1_over_median  mean over cases of max(m) / median(m)
@@ -34,13 +41,14 @@ def channel_profile(cache, names, k: int = 4) -> dict:
     out = {}
     for name in names:
         x = cache.stack(name).float()  # (steps, rows, tokens, channels)
-        m = x.abs().mean(dim=2).reshape(-1, x.shape[-1])  # (cases, channels)
+        cases = x.reshape(-1, *x.shape[2:])  # (steps * rows, tokens, channels)
+        m = cases.abs().mean(1)  # (cases, channels)
         overall = m.mean(0)
         top = torch.argsort(overall, descending=True)[:k]
         case_top = torch.topk(m, k, dim=1).indices
         jac = [len(set(r.tolist()) & set(top.tolist())) / len(set(r.tolist()) | set(top.tolist())) for r in case_top]
         out[name] = dict(
-            top1_over_median=round(float((m.max(1).values / m.median(1).values).mean()), 2),
+            top1_over_median=round(float(top1_over_median(cases).mean()), 2),
             max_abs=round(float(x.abs().max()), 3),
             max_over_median_abs=round(float(x.abs().max() / x.abs().median()), 1),
             top=top.tolist(),
@@ -171,9 +179,14 @@ def _recipes(lens, out: Path, steps: int, stages) -> dict:
     clu = cluster(ds, k=4, K=2, steps=[keep[2], keep[-1]], detection=det)
     clu.figure(out)
     stages.update()
-    tra = transport(lens, pairs=_colour_swaps(4), seeds=[0, 1], k=4, alphas=(0.5, 1.0), detection=det,
-                              num_inference_steps=steps)
+    swap = dict(pairs=_colour_swaps(4), seeds=[0, 1], detection=det, num_inference_steps=steps)
+    tra = transport(lens, k=4, alphas=(0.5, 1.0), **swap)
     tra.figure(out)
+    controls = {  # the same pairs at alpha 1: random channels, and the pooled text embedding that modulates blocks
+        "random 4": transport(lens, k=4, alphas=(1.0,), channel_set="random", **swap),
+        "pooled embedding only": transport(lens, k=0, alphas=(1.0,), pooled_alpha=1.0, **swap),
+        "pooled + massive 4": transport(lens, k=4, alphas=(1.0,), pooled_alpha=1.0, **swap),
+    }
     stages.update()
     return {"store": str(store), "detect": det.to_dict(), "disrupt": dis.to_dict(), "cluster": clu.to_dict(),
-            "transport": tra.to_dict()}
+            "transport": tra.to_dict(), "transport_controls": {k: v.to_dict() for k, v in controls.items()}}

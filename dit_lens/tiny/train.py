@@ -57,7 +57,7 @@ def _save_safetensors(modules: dict[str, torch.nn.Module], path: Path, meta: dic
 def evaluate_modules(pipe: TinyShapesPipeline, n: int = 100, steps: int = 20, guidance_scale: float = 4.0) -> dict:
     """Evaluator scores on ``n`` held-out prompts and, per block, the image stream's top-1/median channel ratio of
     mean |x| over tokens (conditional rows, averaged over images and steps) and its max |x|."""
-    from .demo import demo_prompts
+    from .demo import demo_prompts, top1_over_median
 
     prompts = demo_prompts(n)
     blocks = {f"double.{i}": b for i, b in enumerate(pipe.transformer.transformer_blocks)}
@@ -68,8 +68,7 @@ def evaluate_modules(pipe: TinyShapesPipeline, n: int = 100, steps: int = 20, gu
     def hook(name):
         def fn(module, args, out):
             img = out[1][out[1].shape[0] // 2:].float()  # batch is [uncond; cond]
-            m = img.abs().mean(1)  # (rows, channels)
-            ratios[name].append((m.max(1).values / m.median(1).values).mean().item())
+            ratios[name].append(top1_over_median(img).mean().item())
             peaks[name] = max(peaks[name], img.abs().max().item())
         return fn
 
