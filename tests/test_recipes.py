@@ -231,3 +231,28 @@ def test_image_source_noises_the_image_to_each_sigma(tiny_lens):
     with pytest.raises(ValueError, match="source_images"):
         transport(tiny_lens, pairs=[(smp.prompt, PROMPTS[1])], seeds=[0], num_inference_steps=3,
                   source_images=smp.image[None].astype(float))
+    with pytest.raises(ValueError, match="the embedded model draws 32x32"):
+        transport(tiny_lens, pairs=[(smp.prompt, PROMPTS[1])], seeds=[0], num_inference_steps=3,
+                  source_images=np.zeros((1, 16, 16, 3), np.uint8))
+    with pytest.raises(FileNotFoundError, match="no such files"):
+        transport(tiny_lens, pairs=[(smp.prompt, PROMPTS[1])], seeds=[0], num_inference_steps=3,
+                  source_images=["nowhere.png"])
+
+
+def test_image_transport_recipe_file_reads_its_images():
+    import tomllib
+
+    from PIL import Image
+
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]  # the recipe's paths are relative to the repository root
+    spec = tomllib.loads((root / "recipes" / "transport_image_tiny.toml").read_text())
+    images = [np.asarray(Image.open(root / p).convert("RGB")) for p in spec["source_images"]]
+    assert len(images) == len(spec["pairs"]) and all(im.shape == (32, 32, 3) for im in images)
+    from dit_lens.tiny.evaluate import analyse, parse_prompt
+
+    for im, (caption, _) in zip(images, spec["pairs"]):  # each image shows what its caption says
+        colour, shape, background = parse_prompt(caption)
+        a = analyse(im)
+        assert (a.colour, a.background) == (colour, background), caption

@@ -12,7 +12,7 @@ channels) x a spatial mask, with strength alpha — text-conditioned semantic tr
         the target put it (mask IoU >= 0.5). Compared with pixel blending of the two images at the same alpha.
         Offline: ``source_store`` (a store recorded from the same model with the source prompts and seeds) gives
         the source trajectory instead of a live run; its recorded CFG branch is patched. Image-conditioned:
-        ``source_images`` (one uint8 image per pair) are noised to each step's sigma and run through the
+        ``source_images`` (one uint8 image per pair, or one image file path per pair) are noised to each step's sigma and run through the
         transformer under the target prompt (``image_source``); each pair's first prompt then only names the
         image's content for scoring.
         ``pooled_alpha`` > 0 (Flux, SD3: models whose blocks are modulated by a pooled text embedding) also moves
@@ -59,7 +59,12 @@ class Transport:
                 axes[i, j].set_yticks([])
                 if i == 0:
                     axes[i, j].set_title(c if isinstance(c, str) else f"alpha {c}", fontsize=7)
-        return save(fig, out, "transport_sweep.png", "transport of the massive channels: source -> target, same seed")
+        p = self.params
+        what = f"{p['k']} {p['channel_set']} channels" if p.get("k") else "no channels"
+        if p.get("pooled_alpha"):
+            what += f" + pooled embedding (alpha {p['pooled_alpha']})"
+        source = "image" if p.get("source_images") else "prompt"
+        return save(fig, out, "transport_sweep.png", f"transport of {what}: source {source} -> target, same seed")
 
 
 def image_source(lens, images, prompts, seeds, names, num_inference_steps: int, **kwargs) -> dict:
@@ -125,6 +130,30 @@ def _from_store(lens, url, storage_options, sources, seeds, names, steps):
     return values, images, ds.attrs.get("cfg", "cond")
 
 
+def _load_images(images, n_pairs: int, lens) -> np.ndarray:
+    """uint8 (pairs, H, W, 3) from an array or from image files (paths, relative to the working directory)."""
+    if len(images) and isinstance(images[0], (str, Path)):
+        from PIL import Image
+
+        missing = [str(p) for p in images if not Path(p).is_file()]
+        if missing:
+            raise FileNotFoundError(f"source_images: no such files {missing[:4]}")
+        images = [np.asarray(Image.open(p).convert("RGB")) for p in images]
+        if len({im.shape for im in images}) != 1:
+            raise ValueError(f"source_images differ in size: {sorted({im.shape for im in images})}")
+    arr = np.asarray(images)
+    if arr.ndim != 4 or arr.shape[0] != n_pairs or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"source_images must be uint8 (pairs, H, W, 3); got {arr.dtype} {arr.shape} for "
+                         f"{n_pairs} pairs")
+    if type(lens.pipeline).__name__ == "TinyShapesPipeline":
+        from ..tiny.data import SIZE
+
+        if arr.shape[1:3] != (SIZE, SIZE):
+            raise ValueError(f"source_images are {arr.shape[1]}x{arr.shape[2]}; the embedded model draws "
+                             f"{SIZE}x{SIZE}")
+    return arr
+
+
 def _moved(img, target_prompt, source_prompt, target_mask) -> bool:
     from ..tiny.evaluate import analyse, parse_prompt
 
@@ -176,6 +205,8 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
         raise ValueError(f"channel_set='random' draws k channels outside the {massive_k} massive ones: "
                          f"k <= {width - massive_k}, got {k}")
     embedded = type(lens.pipeline).__name__ == "TinyShapesPipeline"
+    if source_images is not None:
+        src_images = _load_images(source_images, len(pairs), lens)
     if spatial == "subject" and not embedded:
         raise ValueError("spatial='subject' segments subjects with the embedded model's evaluator; use 'all'")
     sources = [s for s, _ in pairs for _ in seeds]
@@ -202,10 +233,6 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
     channels = {n: channel_subset(n) for n in chosen} if k else {}
     keep = list(range(num_inference_steps)) if steps is None else list(steps)
     if source_images is not None:  # image-conditioned: each pair's source is an image, prompts are its captions
-        src_images = np.asarray(source_images)
-        if src_images.shape[0] != len(pairs) or src_images.dtype != np.uint8:
-            raise ValueError(f"source_images must be uint8 (pairs, H, W, 3); got {src_images.dtype} "
-                             f"{src_images.shape} for {len(pairs)} pairs")
         src_images = np.repeat(src_images, len(seeds), axis=0)
         src_values = image_source(lens, src_images, targets, all_seeds, chosen, num_inference_steps, **kw)
         cfg = None
@@ -259,6 +286,8 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
             success[a], blend[a] = float(np.mean(ok)), float(np.mean(okb))
     params = dict(pairs=[list(p) for p in pairs], seeds=list(seeds), names=names, k=k, channel_set=channel_set,
                   random_seed=random_seed, pooled_alpha=float(pooled_alpha),
+                  source_images=None if source_images is None else
+                  [str(p) for p in source_images] if isinstance(source_images[0], (str, Path)) else "array",
                   alphas=[float(a) for a in alphas], steps=None if steps is None else list(steps), spatial=spatial,
                   source_store=None if source_store is None else str(source_store),
                   num_inference_steps=num_inference_steps, pipeline={a: str(b) for a, b in kw.items()})
