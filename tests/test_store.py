@@ -178,6 +178,26 @@ def test_images_are_stored_as_the_run_made_them():
         assert _uint8_images(u8 / 127.5 - 1.0) is None
 
 
+def test_a_failed_chunk_write_stops_the_recording_and_flags_nothing_it_lost(tiny_lens, tmp_path, monkeypatch):
+    from dit_lens import _chunks
+
+    put, calls = _chunks.ChunkWriter._put, []
+
+    def failing(self, key, data):
+        calls.append(key)
+        if len(calls) == 5:  # sample 1, step 1 (one chunk per step holds all six layers)
+            raise OSError("No space left on device")
+        return put(self, key, data)
+
+    monkeypatch.setattr(_chunks.ChunkWriter, "_put", failing)
+    url = str(tmp_path / "full.zarr")
+    with pytest.raises(StoreError, match="No space left"):
+        record(tiny_lens, url, PROMPTS[:2], names="*.*.img.resid_post", num_inference_steps=3, batch_size=1,
+               progress=False)
+    flags = open_group(url)["complete"][:]
+    assert flags[0].all() and not flags[1].any()
+
+
 def test_sigkill_leaves_complete_units_exact_and_resume_finishes(tiny_lens, tmp_path):
     url, ref = str(tmp_path / "k.zarr"), str(tmp_path / "ref.zarr")
     script = tmp_path / "child.py"
