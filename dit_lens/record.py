@@ -25,7 +25,7 @@ import torch
 
 from . import __version__
 from ._chunks import chunk_writer
-from .store import Layout, StoreError, create, ensure_images, open_group, read_layout
+from .store import Layout, StoreError, create, ensure_images, open_group, read_layout, uint8_images
 
 _STOP = object()
 
@@ -361,34 +361,11 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
                 writer.put(("commit", batch, step.index, t, bad))
             bar.update(len(batch))
         out = lens.model.output.save()
-    images = _uint8_images(out.images)
+    images = uint8_images(out.images)
     if images is not None:  # before the flags: a sample flagged complete has its image
         writer.put(("image", batch, images))
     writer.put(("flush", batch))
 
-
-def _uint8_images(images) -> np.ndarray | None:
-    """A pipeline's output as uint8 (n, H, W, 3): PIL images, uint8 arrays, or float images in [0, 1] (numpy
-    (n, H, W, 3) or torch (n, 3, H, W), scaled as diffusers' ``numpy_to_pil`` does); None for anything else
-    (latents), which is then not stored."""
-    if isinstance(images, list) and images and hasattr(images[0], "convert"):
-        return np.stack([np.asarray(im.convert("RGB")) for im in images])
-    if isinstance(images, torch.Tensor):
-        images = images.detach().float().cpu().numpy()
-        images = images.transpose(0, 2, 3, 1) if images.ndim == 4 and images.shape[1] == 3 else images
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[-1] != 3:
-        return None
-    if images.dtype == np.uint8:
-        return images
-    if np.issubdtype(images.dtype, np.floating):
-        if images.size and not (np.nanmin(images) >= 0.0 and np.nanmax(images) <= 1.0):
-            warnings.warn(f"not storing this batch's images: float images outside [0, 1] (range "
-                          f"{np.nanmin(images):.3g}..{np.nanmax(images):.3g}) have no lossless uint8 form",
-                          RuntimeWarning, stacklevel=3)
-            return None
-        return (images * 255).round().astype(np.uint8)
-    return None
 
 
 def _record_part(model, url, prompts, seeds, samples, kwargs) -> list:

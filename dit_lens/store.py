@@ -4,6 +4,7 @@
     Layout(...)                 what a store holds: samples, steps, layers, names, token counts, mode, encoding
     create(url, layout, ...)    write the fixed-shape template (metadata + coordinates, no data chunks)
     ensure_images(group, n, shape)   add the uint8 image variables once a run's images (and so their shape) exist
+    uint8_images(images)        a pipeline's output as the uint8 (n, H, W, 3) the store keeps, or None (latents)
     open_group(url, ...)        the zarr group for writers (checks the schema version)
     open_store(url, ...)        lazy xarray.Dataset: decoded to float32, units not flagged complete masked to NaN
     verify(url, ...)            read every chunk of every complete unit; list the ones that fail to decode
@@ -19,6 +20,7 @@ about 8 MiB), is written whole, and is flagged complete only after every variabl
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -155,6 +157,30 @@ def ensure_images(group, n: int, shape: tuple) -> None:
     have = tuple(zarr.open_array(group.store, path=f"{group.path}/image".lstrip("/"), mode="r").shape)
     if have != (n, H, W, 3):
         raise StoreError(f"this store's images are {have[1:]}, this run made {tuple(shape)}")
+
+
+def uint8_images(images) -> np.ndarray | None:
+    """A pipeline's output as uint8 (n, H, W, 3): PIL images, uint8 arrays, or float images in [0, 1] (numpy
+    (n, H, W, 3) or torch (n, 3, H, W), scaled as diffusers' ``numpy_to_pil`` does); None for anything else
+    (latents), which is then not stored."""
+    if isinstance(images, list) and images and hasattr(images[0], "convert"):
+        return np.stack([np.asarray(im.convert("RGB")) for im in images])
+    if hasattr(images, "detach"):  # a torch tensor (output_type="pt")
+        images = images.detach().float().cpu().numpy()
+        images = images.transpose(0, 2, 3, 1) if images.ndim == 4 and images.shape[1] == 3 else images
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        return None
+    if images.dtype == np.uint8:
+        return images
+    if np.issubdtype(images.dtype, np.floating):
+        if images.size and not (np.nanmin(images) >= 0.0 and np.nanmax(images) <= 1.0):
+            warnings.warn(f"not storing this batch's images: float images outside [0, 1] (range "
+                          f"{np.nanmin(images):.3g}..{np.nanmax(images):.3g}) would need clipping to become uint8",
+                          RuntimeWarning, stacklevel=4)
+            return None
+        return (images * 255).round().astype(np.uint8)
+    return None
 
 
 def open_group(url: str, storage_options: dict | None = None, mode: str = "r+"):

@@ -166,7 +166,7 @@ def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path):
 def test_images_are_stored_as_the_run_made_them():
     from PIL import Image
 
-    from dit_lens.record import _uint8_images
+    from dit_lens.store import uint8_images as _uint8_images
 
     rng = np.random.default_rng(0)
     u8 = rng.integers(0, 256, (2, 8, 6, 3), dtype=np.uint8)
