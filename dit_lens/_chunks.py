@@ -10,8 +10,8 @@
 ``arr[region] = block`` also checks fill values, slices partial chunks and runs its codec pipeline through asyncio;
 a writer that owns whole chunks needs none of it, and the recorder's data chunks are whole by construction
 (``bench/store_bench.py`` measures both paths). Encoding the next chunk overlaps storing the previous one (one
-I/O thread per writer); callers ``wait()`` before writing anything that vouches for the data. The bytes are exactly what zarr's own Blosc codec produces, so any
-zarr reader (``xarray.open_zarr`` included) decodes them.
+I/O thread per writer); callers ``wait()`` before writing anything that vouches for the data. The bytes are exactly
+what zarr's own Blosc codec produces, so any zarr reader (``xarray.open_zarr`` included) decodes them.
 """
 
 from __future__ import annotations

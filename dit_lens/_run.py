@@ -77,8 +77,8 @@ class Run:
 
     def _need_pooled(self) -> tuple:
         if self._pooled is None:
-            raise ValueError("this architecture's transformer takes no pooled text embedding (its file in dit_lens/archs "
-                             "declares none): its blocks see the prompt through attention only")
+            raise ValueError("this architecture's transformer takes no pooled text embedding (its file in "
+                             "dit_lens/archs declares none): its blocks see the prompt through attention only")
         return self._pooled
 
     def _raw(self, name):

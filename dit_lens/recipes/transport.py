@@ -12,9 +12,9 @@ channels) x a spatial mask, with strength alpha — text-conditioned semantic tr
         the target put it (mask IoU >= 0.5). Compared with pixel blending of the two images at the same alpha.
         Offline: ``source_store`` (a store recorded from the same model with the source prompts and seeds) gives
         the source trajectory instead of a live run; its recorded CFG branch is patched. Image-conditioned:
-        ``source_images`` (one uint8 image per pair, or one image file path per pair) are noised to each step's sigma and run through the
-        transformer under the target prompt (``image_source``); each pair's first prompt then only names the
-        image's content for scoring.
+        ``source_images`` (one uint8 image per pair, or one image file path per pair) are noised to each step's
+        sigma and run through the transformer under the target prompt (``image_source``); each pair's first
+        prompt then only names the image's content for scoring.
         ``pooled_alpha`` > 0 (Flux, SD3: models whose blocks are modulated by a pooled text embedding) also moves
         the target's pooled embedding that fraction of the way to the source's at the chosen steps — the
         conditioning path that bypasses the residual stream; ``k`` may be 0 to transport it alone (live sources).
