@@ -367,7 +367,6 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
     writer.put(("flush", batch))
 
 
-
 def _record_part(model, url, prompts, seeds, samples, kwargs) -> list:
     from .lens import Lens
 

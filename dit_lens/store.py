@@ -54,7 +54,7 @@ class Layout:
     tokens: dict  # stream -> token count stored
     channels: int
     grid: list | None  # [rows, cols] of the image tokens, when known
-    image_shape: list | None  # [H, W, 3]
+    image_shape: list | None  # [H, W, 3] in stores written before images were added by ``ensure_images``; else None
     mode: str = "full"  # "full" | "stats"
     encoding: str = "float32"
     cfg: str = "cond"
@@ -100,12 +100,6 @@ def create(url: str, layout: Layout, storage_options: dict | None = None) -> Non
         # one chunk per sample row, owned by the one writer of that sample, written once after all its data
         data[var] = xr.Variable(("sample", "step"), da.full((n, s), fillv, dtype=dt, chunks=(1, s)))
         enc[var] = {"fill_value": fillv}
-    if layout.image_shape:
-        H, W, _ = layout.image_shape
-        data["image"] = xr.Variable(("sample", "y", "x", "rgb"), da.zeros((n, H, W, 3), dtype="uint8",
-                                                                        chunks=(1, H, W, 3)))
-        data["image_complete"] = xr.Variable(("sample",), da.zeros((n,), dtype=bool, chunks=(1,)))
-        enc["image_complete"] = {"fill_value": False}
     coords = {
         "sample": np.arange(n), "step": np.asarray(layout.step_index), "layer": np.array(layout.layers, object),
         "depth": ("layer", np.asarray(layout.depth)),
@@ -154,7 +148,7 @@ def ensure_images(group, n: int, shape: tuple) -> None:
                            dimension_names=("sample",))
     except zarr.errors.ContainsArrayError:
         pass
-    have = tuple(zarr.open_array(group.store, path=f"{group.path}/image".lstrip("/"), mode="r").shape)
+    have = tuple(group["image"].shape)
     if have != (n, H, W, 3):
         raise StoreError(f"this store's images are {have[1:]}, this run made {tuple(shape)}")
 
