@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import _streams
+from ._run import _argument
 from .archs import Arch
 from .names import SITES
 
@@ -80,12 +81,10 @@ def probe(pipeline, arch: Arch, example: dict) -> Probe:
     def pre_transformer(module, args, kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
-            kw, pos = arch.text
-            text = kwargs.get(kw, args[pos] if pos < len(args) else None)
+            text = _argument(args, kwargs, arch.text)
             calls["T"] = text.shape[1] + text_extra(transformer, arch) if isinstance(text, torch.Tensor) else None
             if arch.pooled is not None:
-                kw, pos = arch.pooled
-                pooled = kwargs.get(kw, args[pos] if pos < len(args) else None)
+                pooled = _argument(args, kwargs, arch.pooled)
                 calls["pooled"] = tuple(pooled.shape) if isinstance(pooled, torch.Tensor) else type(pooled).__name__
 
     def hook(key):
