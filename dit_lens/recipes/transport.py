@@ -200,7 +200,7 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
     if pooled_alpha and (source_store is not None or source_images is not None):
         raise ValueError("pooled_alpha needs a live source prompt: stores and source images hold no pooled "
                          "text embedding")
-    massive_k = detection.k if detection is not None else 4
+    massive_k = detection.k if detection is not None else 4  # the massive set a detection run here would find
     if channel_set == "random" and k > width - massive_k:
         raise ValueError(f"channel_set='random' draws k channels outside the {massive_k} massive ones: "
                          f"k <= {width - massive_k}, got {k}")
@@ -212,7 +212,7 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
     sources = [s for s, _ in pairs for _ in seeds]
     targets = [t for _, t in pairs for _ in seeds]
     all_seeds = [int(x) for _ in pairs for x in seeds]
-    det = detection or detect(lens, names=chosen, k=4, prompts=sorted(set(sources + targets)),
+    det = detection or detect(lens, names=chosen, k=massive_k, prompts=sorted(set(sources + targets)),
                               seeds=list(seeds), num_inference_steps=num_inference_steps, pipeline=kw)
 
     def run(prompts, edits=(), cache=None, on_step=None):
@@ -243,10 +243,10 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
         pooled = {}
 
         def read_pooled(run_, step):
-            if pooled_alpha and step.index == 0:
+            if step.index == 0:
                 pooled[step.branch] = run_.pooled().detach().clone()
 
-        src = run(sources, cache=chosen, on_step=read_pooled)
+        src = run(sources, cache=chosen, on_step=read_pooled if pooled_alpha else None)
         src_values = {(n, s): src.cache[n, s] for n in chosen for s in keep}
         src_images, cfg = np.asarray(src.images), None
     tgt = run(targets)
