@@ -67,9 +67,13 @@ def recording(root: Path, n_prompts: int, steps: int, repeats: int, batch: int) 
     print(f"\n1. recording ({n_prompts} prompts in batches of {batch} x {steps} steps, tiny model, 6 image-stream "
           f"names, interleaved, median of {repeats})")
     for k, v in t.items():
-        print(f"   {k:<6} {v:7.2f} s")
-    print(f"   full/plain  {t['full'] / t['plain']:.3f}x  (goal <= 1.25)   store {size / 1e6:.1f} MB")
-    print(f"   stats/plain {t['stats'] / t['plain']:.3f}x  (goal <= 1.05)")
+        print(f"   {k:<6} {v:7.2f} s   (each run: {' '.join(f'{x:.2f}' for x in times[k])})")
+
+    def paired(k):  # each run against the plain run next to it: drift of a shared machine cancels
+        r = sorted(a / b for a, b in zip(times[k], times["plain"]))
+        return f"paired {statistics.median(r):.3f}x (quartiles {np.percentile(r, 25):.3f}-{np.percentile(r, 75):.3f})"
+    print(f"   full/plain  {t['full'] / t['plain']:.3f}x  {paired('full')}  (goal <= 1.25)   store {size / 1e6:.1f} MB")
+    print(f"   stats/plain {t['stats'] / t['plain']:.3f}x  {paired('stats')}  (goal <= 1.05)")
     print(f"   a store's fixed cost (template, claims; 'empty' records no sample): {t['empty']:.2f} s")
 
 

@@ -3,9 +3,10 @@
     record(lens, url, prompts, seeds=(0,), names=..., num_inference_steps=..., ...) -> url
 
 The model thread reads each (name, step) inside the trace and puts it on a bounded queue; one background thread
-writes whole chunks with zarr and, once every variable of a (sample, step) unit is written, sets its ``complete``
-flag. Memory is bounded by the queue, not by the number of prompts or steps. Statistics (``STATS``) are reduced on
-the model's device before any transfer. ``resume=True`` regenerates exactly the samples with unflagged units.
+encodes whole chunks and hands them to the store (``_chunks``) and, once every variable of a (sample, step) unit is
+in the store, sets its ``complete`` flag. Memory is bounded by the queue, not by the number of prompts or steps.
+Statistics (``STATS``, ``_stats``) are reduced on the model's device before any transfer (on the CPU the exact
+median's partition runs on the writer thread). ``resume=True`` regenerates exactly the samples with unflagged units.
 Writers on disjoint ``samples`` of one store may run at once; overlapping ones are refused by claim files.
 """
 
@@ -25,6 +26,7 @@ import torch
 
 from . import __version__
 from ._chunks import chunk_writer
+from ._stats import _median_into, _nonfinite, _sums, channel_stats
 from .store import Layout, StoreError, create, ensure_images, open_group, read_layout, uint8_images
 
 _STOP = object()
@@ -34,29 +36,6 @@ def config_hash(pipeline) -> str:
     cfg = dict(pipeline.transformer.config)
     blob = json.dumps({"pipeline": type(pipeline).__name__, "transformer": cfg}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def channel_stats(h: torch.Tensor) -> torch.Tensor:
-    """(rows, tokens, channels) -> (4, rows, channels) float32: mean|x|, max|x|, rms, exact lower median|x| over
-    tokens, computed where ``h`` lives (float32 accumulation). Host tensors go through numpy, single-threaded, so
-    the writer thread can reduce them without competing with the model's intra-op threads."""
-    if h.device.type == "cpu":
-        return torch.from_numpy(_host_stats(h.detach().float().numpy()))
-    a = h.detach().float().abs()
-    return torch.stack([a.mean(1), a.amax(1), a.pow(2).mean(1).sqrt(), a.median(1).values])
-
-
-def _host_stats(x: np.ndarray) -> np.ndarray:
-    rows, T, C = x.shape
-    a = np.abs(x.transpose(0, 2, 1), out=np.empty((rows, C, T), np.float32))  # tokens contiguous
-    mid = (T - 1) // 2  # torch's median: the lower of the two middle values
-    # |x| >= 0 orders as its int32 bit pattern (NaN above inf): an exact integer partition along the contiguous
-    # axis, four times faster than numpy's float partition across tokens
-    median = np.partition(a.view(np.int32), mid, axis=2)[..., mid].view(np.float32)
-    peak = a.max(2)
-    median[np.isnan(peak)] = np.nan  # as torch.median: a NaN among the tokens makes the median NaN (max says so)
-    rms = np.sqrt(np.einsum("rct,rct->rc", a, a) / np.float32(T))
-    return np.stack([a.mean(2, dtype=np.float32), peak, rms.astype(np.float32), median])
 
 
 class _Writer(threading.Thread):
@@ -79,9 +58,9 @@ class _Writer(threading.Thread):
                 pos = self.layer_pos[x]
                 self.groups.setdefault((var, pos // Lc), set()).add(pos)
         self._values: dict = {}  # (var, group) -> {layer position: (rows, tokens, channels)}
+        self._arrays: dict = {}  # var -> zarr array
         self._chunk_writers: dict = {}  # var -> ChunkWriter (or None: write through zarr)
         self._stats: dict = {}  # var -> {layer position: (4, rows, channels)}
-        self._host_bad = 0  # non-finite values counted here for the step being received
         self._steps: list = []  # committed steps of the batch: (step position, timestep, nonfinite, stats)
 
     def put(self, item) -> None:
@@ -109,24 +88,43 @@ class _Writer(threading.Thread):
                     except BaseException as e:  # noqa: BLE001
                         self.error = self.error or e
 
-    @staticmethod
-    def _rows(arr, samples, rest, block):
-        """arr[samples, *rest] = block: one call (zarr encodes the chunks concurrently) when contiguous."""
-        if samples == list(range(samples[0], samples[0] + len(samples))):
+    def _array(self, var):
+        if var not in self._arrays:  # opening an array reads its metadata from the store: once per writer
+            self._arrays[var] = self.group[var]
+        return self._arrays[var]
+
+    def _chunks(self, var):
+        """``var``'s ChunkWriter, or None where its codec needs zarr's own write path."""
+        if var not in self._chunk_writers:
+            self._chunk_writers[var] = chunk_writer(self._array(var))
+        return self._chunk_writers[var]
+
+    def _wait(self) -> None:
+        for writer in self._chunk_writers.values():
+            if writer is not None:
+                writer.wait()
+
+    def _rows(self, var, samples, block, rest=()) -> None:
+        """``var[samples, *rest] = block`` where each sample's part is one whole chunk: encoded here and handed to
+        the store (zarr's write path, one call when the samples are contiguous, for codecs the direct path lacks)."""
+        arr, writer = self._array(var), self._chunks(var)
+        if writer is not None:
+            at = tuple(r.start // c if isinstance(r, slice) else r // c for r, c in zip(rest, arr.chunks[1:]))
+            at += (0,) * (arr.ndim - 1 - len(at))
+            ints = [axis for axis, r in enumerate(rest, 1) if not isinstance(r, slice)]
+            for r, sample in enumerate(samples):
+                writer.write((sample, *at), np.expand_dims(np.asarray(block[r]), [0, *ints]))
+        elif samples == list(range(samples[0], samples[0] + len(samples))):
             arr[(slice(samples[0], samples[0] + len(samples)), *rest)] = block
         else:
             for r, sample in enumerate(samples):
                 arr[(sample, *rest)] = block[r]
 
-    def _data(self, samples, step, name, value, stats, host=None):
-        """``host``: the value itself when it already lives in host memory; its statistics and non-finite count
-        are then reduced here, off the model's thread (a device value arrives reduced, as ``stats``)."""
+    def _data(self, samples, step, name, value, stats):
         fam, i, stream, site = name.split(".")
         var, pos, s = f"{stream}.{site}", self.layer_pos[f"{fam}.{i}"], self.step_pos[step]
-        if host is not None:
-            x = host.float().numpy()
-            stats = _host_stats(x)
-            self._host_bad += int(x.size - np.count_nonzero(np.isfinite(x)))
+        if isinstance(stats, tuple):  # a host value's sums, and its |x| for the median (GIL-free numpy, here)
+            stats = _median_into(*stats)
         self._stats.setdefault(var, {})[pos] = stats
         if value is None:
             return
@@ -135,26 +133,18 @@ class _Writer(threading.Thread):
         got = self._values.setdefault(key, {})
         got[pos] = value
         if set(got) == self.groups[key]:  # the layer group is whole: write it as whole chunks
-            arr = self.group[var]
+            arr = self._array(var)
             lo, hi = key[1] * Lc, min((key[1] + 1) * Lc, arr.shape[2])
             block = np.full((len(samples), hi - lo) + value.shape[1:], arr.fill_value, dtype=arr.dtype)
             for p, v in got.items():
                 block[:, p - lo] = v
-            if var not in self._chunk_writers:
-                self._chunk_writers[var] = chunk_writer(arr)
-            writer = self._chunk_writers[var]
-            if writer is None:  # a codec the direct path does not know: zarr's own write path
-                self._rows(arr, samples, (s, slice(lo, hi)), block)
-            else:  # whole chunks (sample, step, layer group, all tokens, all channels), encoded on this thread
-                for r, sample in enumerate(samples):
-                    writer.write((sample, s, key[1], 0, 0), block[r][None, None])
+            # chunks (sample, step, layer group, all tokens, all channels)
+            self._rows(var, samples, block, (s, slice(lo, hi)))
             del self._values[key]
 
     def _commit(self, samples, step, timestep, nonfinite):
         """A step's data is queued; its statistics and flags wait for ``_flush`` (one write per sample row)."""
         s = self.step_pos[step]
-        nonfinite += self._host_bad
-        self._host_bad = 0
         if nonfinite:
             self.nonfinite.append((samples, step, nonfinite))
         self._steps.append((s, timestep, nonfinite, self._stats))
@@ -162,10 +152,7 @@ class _Writer(threading.Thread):
 
     def _flush(self, samples):
         """Write the batch's statistics, timesteps and non-finite counts for all its recorded steps, then its
-        ``complete`` flags: per sample, one chunk of each, after every data chunk of the batch was written."""
-        for writer in self._chunk_writers.values():  # every data chunk is in the store before its flags
-            if writer is not None:
-                writer.wait()
+        ``complete`` flags: per sample, one chunk of each, after every other chunk of the batch is in the store."""
         n, S = len(samples), self.layout.steps
         done = np.zeros((n, S), bool)
         t = np.full((n, S), np.nan, np.float32)
@@ -175,21 +162,24 @@ class _Writer(threading.Thread):
             done[:, s], t[:, s], bad[:, s] = True, timestep, nonfinite
             for var, per_layer in per_var.items():
                 if var not in stats:
-                    stats[var] = np.full((n,) + self.group[f"{var}.stats"].shape[1:], np.nan, np.float32)
+                    stats[var] = np.full((n,) + self._array(f"{var}.stats").shape[1:], np.nan, np.float32)
                 for p, v in per_layer.items():
                     stats[var][:, s, p] = v.transpose(1, 0, 2)
         self._steps = []
         for var, block in stats.items():
-            self._rows(self.group[f"{var}.stats"], samples, (), block)
-        self._rows(self.group["timestep"], samples, (), t)
-        self._rows(self.group["nonfinite"], samples, (), bad)
-        self._rows(self.group["complete"], samples, (), done)
+            self._rows(f"{var}.stats", samples, block)
+        self._rows("timestep", samples, t)
+        self._rows("nonfinite", samples, bad)
+        self._wait()  # data, images, statistics: all in the store before the flags that vouch for them
+        self._rows("complete", samples, done)
 
     def _image(self, samples, images):
         if "image_complete" not in self.group:
             ensure_images(self.group, len(self.layout.prompts), images.shape[1:])
-        self._rows(self.group["image"], samples, (), images)
-        self._rows(self.group["image_complete"], samples, (), np.ones(len(samples), bool))
+        self._rows("image", samples, images)
+        if (writer := self._chunks("image")) is not None:
+            writer.wait()  # the image is in the store before the flag that vouches for it
+        self._rows("image_complete", samples, np.ones(len(samples), bool))
 
 
 def _claim(url, samples, storage_options, takeover: bool) -> list:
@@ -329,6 +319,7 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
     gens = [torch.Generator().manual_seed(layout.seeds[s]) for s in batch]
     tok_index = None if img_tokens is None else torch.tensor(img_tokens)
     names = layout.names
+    scratch: dict = {}  # channel_stats' buffers, reused at every step
     if "prompt_embeds" in kwargs:  # an embeddings-driven pipeline: prompts are labels, embeds rows are samples
         rows = kwargs["prompt_embeds"].shape[0]
         if rows != len(batch):
@@ -346,17 +337,19 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
                     h = run.read(name, cfg)
                     if tok_index is not None and ".img." in name:
                         h = h[:, tok_index.to(h.device)]
-                    stats = host = value = None
-                    if h.device.type == "cpu":  # the writer thread reduces a copy, off the model's thread
-                        host = h.detach().clone()
+                    if h.device.type == "cpu":  # sums here; the writer thread partitions |x| for the median
+                        out, a = _sums(h)
+                        stats, peak = (out.numpy(), a.numpy()), out[1]
                     else:  # reduced on the device: only per-channel numbers cross to the host
-                        bad += int((~torch.isfinite(h)).sum())
-                        stats = channel_stats(h).cpu().numpy()  # (4, rows, channels)
+                        out = channel_stats(h, scratch)
+                        stats, peak = out.cpu().numpy(), out[1]
+                    bad += _nonfinite(h, peak)
+                    value = None
                     if not stats_only:
-                        value = host if host is not None else h.detach().to("cpu", copy=True)
+                        value = h.detach().to("cpu", copy=True)
                         value = value.view(torch.int16).numpy().view(np.uint16) \
                             if value.dtype == torch.bfloat16 else value.numpy()
-                    writer.put(("data", batch, step.index, name, value, stats, host))
+                    writer.put(("data", batch, step.index, name, value, stats))
                 t = float(step.timestep.flatten()[0])
                 writer.put(("commit", batch, step.index, t, bad))
             bar.update(len(batch))

@@ -99,7 +99,7 @@ def create(url: str, layout: Layout, storage_options: dict | None = None) -> Non
     for var, dt, fillv in (("complete", bool, False), ("nonfinite", "int64", 0), ("timestep", "float32", np.nan)):
         # one chunk per sample row, owned by the one writer of that sample, written once after all its data
         data[var] = xr.Variable(("sample", "step"), da.full((n, s), fillv, dtype=dt, chunks=(1, s)))
-        enc[var] = {"fill_value": fillv}
+        enc[var] = {"fill_value": fillv, "compressors": codec}
     coords = {
         "sample": np.arange(n), "step": np.asarray(layout.step_index), "layer": np.array(layout.layers, object),
         "depth": ("layer", np.asarray(layout.depth)),
@@ -145,7 +145,7 @@ def ensure_images(group, n: int, shape: tuple) -> None:
         group.create_array("image", shape=(n, H, W, 3), chunks=(1, H, W, 3), dtype="uint8", fill_value=0,
                            compressors=compressors(), dimension_names=("sample", "y", "x", "rgb"))
         group.create_array("image_complete", shape=(n,), chunks=(1,), dtype="bool", fill_value=False,
-                           dimension_names=("sample",))
+                           compressors=compressors(), dimension_names=("sample",))
     except zarr.errors.ContainsArrayError:
         pass
     have = tuple(group["image"].shape)
