@@ -109,9 +109,9 @@ class _Writer(threading.Thread):
         the store (zarr's write path, one call when the samples are contiguous, for codecs the direct path lacks)."""
         arr, writer = self._array(var), self._chunks(var)
         if writer is not None:
-            at = tuple(r.start // c if isinstance(r, slice) else r // c for r, c in zip(rest, arr.chunks[1:]))
+            at = tuple(i.start // c if isinstance(i, slice) else i // c for i, c in zip(rest, arr.chunks[1:]))
             at += (0,) * (arr.ndim - 1 - len(at))
-            ints = [axis for axis, r in enumerate(rest, 1) if not isinstance(r, slice)]
+            ints = [axis for axis, i in enumerate(rest, 1) if not isinstance(i, slice)]  # dims the block lacks
             for r, sample in enumerate(samples):
                 writer.write((sample, *at), np.expand_dims(np.asarray(block[r]), [0, *ints]))
         elif samples == list(range(samples[0], samples[0] + len(samples))):
