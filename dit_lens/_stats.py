@@ -3,7 +3,7 @@
     channel_stats(h, scratch=None)  (rows, tokens, channels) -> (4, rows, channels): mean|x|, max|x|, rms, median|x|
     _sums(h, a=None)                the first three, and |x| laid out tokens-last for the median
     _median_into(out, a)            the exact lower median over tokens, in numpy (host values)
-    _nonfinite(h, peak)             the count of inf/nan values, computed only when max|x| says there are any
+    _nonfinite(h, peak)             the count of inf/nan values, computed only when max|x| (on the host) says so
 
 The recorder splits the host path in two: the model's thread computes the sums with torch's intra-op threads and
 hands |x| to the writer thread, whose numpy partition releases the GIL; a device value is reduced entirely on its
@@ -63,8 +63,9 @@ def _median_into(out: np.ndarray, a: np.ndarray) -> np.ndarray:
     return out
 
 
-def _nonfinite(h: torch.Tensor, peak: torch.Tensor) -> int:
-    """Non-finite values in ``h``; counted only when its per-channel max|x| (``peak``) says there are any."""
-    if bool(torch.isfinite(peak).all()):
+def _nonfinite(h: torch.Tensor, peak: np.ndarray) -> int:
+    """Non-finite values in ``h``; counted only when its per-channel max|x| (``peak``, already on the host, so a
+    device value costs no second synchronisation) says there are any."""
+    if np.isfinite(peak).all():
         return 0
     return int((~torch.isfinite(h)).sum())

@@ -339,10 +339,11 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
                         h = h[:, tok_index.to(h.device)]
                     if h.device.type == "cpu":  # sums here; the writer thread partitions |x| for the median
                         out, a = _sums(h)
-                        stats, peak = (out.numpy(), a.numpy()), out[1]
+                        stats = (out.numpy(), a.numpy())
+                        peak = stats[0][1]
                     else:  # reduced on the device: only per-channel numbers cross to the host
-                        out = channel_stats(h, scratch)
-                        stats, peak = out.cpu().numpy(), out[1]
+                        stats = channel_stats(h, scratch).cpu().numpy()
+                        peak = stats[1]
                     bad += _nonfinite(h, peak)
                     value = None
                     if not stats_only:
