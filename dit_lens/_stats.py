@@ -1,13 +1,13 @@
 """Per-channel statistics of one recorded value, reduced where the value lives (what a stats-only store keeps).
 
     channel_stats(h, scratch=None)  (rows, tokens, channels) -> (4, rows, channels): mean|x|, max|x|, rms, median|x|
-    _sums(h, a=None)                the first three, and |x| laid out tokens-last for the median
+    _sums(h, a)                     the first three, and |x| laid out tokens-last in ``a`` for the median
     _median_into(out, a)            the exact lower median over tokens, in numpy (host values)
     _nonfinite(h, peak)             the count of inf/nan values, computed only when max|x| (on the host) says so
 
-The recorder splits the host path in two: the model's thread computes the sums with torch's intra-op threads and
-hands |x| to the writer thread, whose numpy partition releases the GIL; a device value is reduced entirely on its
-device, so only per-channel numbers cross to the host.
+The recorder calls ``channel_stats`` on the model's thread, where the value lives: on the CPU the sums use torch's
+intra-op threads and the median an in-place numpy partition of a reused buffer; a device value is reduced entirely
+on its device, so only per-channel numbers cross to the host.
 """
 
 from __future__ import annotations
@@ -33,13 +33,11 @@ def channel_stats(h: torch.Tensor, scratch: dict | None = None) -> torch.Tensor:
     return out
 
 
-def _sums(h: torch.Tensor, a: torch.Tensor | None = None) -> tuple:
+def _sums(h: torch.Tensor, a: torch.Tensor) -> tuple:
     """mean|x|, max|x| and rms over tokens in rows 0-2 of a new (4, rows, channels) tensor (row 3 is left for the
-    median), and |x| laid out (rows, channels, tokens) in ``a`` (a new tensor if None)."""
+    median), and |x| laid out (rows, channels, tokens) in ``a``."""
     rows, T, C = h.shape
     h = h.detach().transpose(1, 2)
-    if a is None:
-        a = torch.empty((rows, C, T), dtype=torch.float32, device=h.device)
     if h.dtype == torch.float32:
         torch.abs(h, out=a)
     else:  # bf16/fp16 values are exact in float32

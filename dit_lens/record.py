@@ -5,8 +5,8 @@
 The model thread reads each (name, step) inside the trace and puts it on a bounded queue; one background thread
 encodes whole chunks and hands them to the store (``_chunks``) and, once every variable of a (sample, step) unit is
 in the store, sets its ``complete`` flag. Memory is bounded by the queue, not by the number of prompts or steps.
-Statistics (``STATS``, ``_stats``) are reduced on the model's device before any transfer (on the CPU the exact
-median's partition runs on the writer thread). ``resume=True`` regenerates exactly the samples with unflagged units.
+Statistics (``STATS``, ``_stats``) are reduced on the model's thread and device before any transfer, and travel
+with the step's commit message. ``resume=True`` regenerates exactly the samples with unflagged units.
 Writers on disjoint ``samples`` of one store may run at once; overlapping ones are refused by claim files.
 """
 
@@ -26,7 +26,7 @@ import torch
 
 from . import __version__
 from ._chunks import chunk_writer
-from ._stats import _median_into, _nonfinite, _sums, channel_stats
+from ._stats import _nonfinite, channel_stats
 from .store import Layout, StoreError, create, ensure_images, open_group, read_layout, uint8_images
 
 _STOP = object()
@@ -60,7 +60,6 @@ class _Writer(threading.Thread):
         self._values: dict = {}  # (var, group) -> {layer position: (rows, tokens, channels)}
         self._arrays: dict = {}  # var -> zarr array
         self._chunk_writers: dict = {}  # var -> ChunkWriter (or None: write through zarr)
-        self._stats: dict = {}  # var -> {layer position: (4, rows, channels)}
         self._steps: list = []  # committed steps of the batch: (step position, timestep, nonfinite, stats)
 
     def put(self, item) -> None:
@@ -120,14 +119,9 @@ class _Writer(threading.Thread):
             for r, sample in enumerate(samples):
                 arr[(sample, *rest)] = block[r]
 
-    def _data(self, samples, step, name, value, stats):
+    def _data(self, samples, step, name, value):
         fam, i, stream, site = name.split(".")
         var, pos, s = f"{stream}.{site}", self.layer_pos[f"{fam}.{i}"], self.step_pos[step]
-        if isinstance(stats, tuple):  # a host value's sums, and its |x| for the median (GIL-free numpy, here)
-            stats = _median_into(*stats)
-        self._stats.setdefault(var, {})[pos] = stats
-        if value is None:
-            return
         Lc = self.layout.layers_per_chunk
         key = (var, pos // Lc)
         got = self._values.setdefault(key, {})
@@ -142,13 +136,16 @@ class _Writer(threading.Thread):
             self._rows(var, samples, block, (s, slice(lo, hi)))
             del self._values[key]
 
-    def _commit(self, samples, step, timestep, nonfinite):
-        """A step's data is queued; its statistics and flags wait for ``_flush`` (one write per sample row)."""
-        s = self.step_pos[step]
+    def _commit(self, samples, step, timestep, nonfinite, stats):
+        """A step's data is queued; its statistics ({name: (4, rows, channels)}) and flags wait for ``_flush``
+        (one write per sample row)."""
         if nonfinite:
             self.nonfinite.append((samples, step, nonfinite))
-        self._steps.append((s, timestep, nonfinite, self._stats))
-        self._stats = {}
+        per_var: dict = {}
+        for name, v in stats.items():
+            fam, i, stream, site = name.split(".")
+            per_var.setdefault(f"{stream}.{site}", {})[self.layer_pos[f"{fam}.{i}"]] = v
+        self._steps.append((self.step_pos[step], timestep, nonfinite, per_var))
 
     def _flush(self, samples):
         """Write the batch's statistics, timesteps and non-finite counts for all its recorded steps, then its
@@ -332,27 +329,21 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
             if step.branch not in ("batch", cfg):
                 continue  # sequential CFG: the other branch's call
             if step.index in keep_steps:
-                bad = 0
+                bad, stats = 0, {}
                 for name in names:
                     h = run.read(name, cfg)
                     if tok_index is not None and ".img." in name:
                         h = h[:, tok_index.to(h.device)]
-                    if h.device.type == "cpu":  # sums here; the writer thread partitions |x| for the median
-                        out, a = _sums(h)
-                        stats = (out.numpy(), a.numpy())
-                        peak = stats[0][1]
-                    else:  # reduced on the device: only per-channel numbers cross to the host
-                        stats = channel_stats(h, scratch).cpu().numpy()
-                        peak = stats[1]
-                    bad += _nonfinite(h, peak)
-                    value = None
+                    # reduced where h lives: only per-channel numbers cross from a device to the host
+                    stats[name] = channel_stats(h, scratch).cpu().numpy()
+                    bad += _nonfinite(h, stats[name][1])
                     if not stats_only:
                         value = h.detach().to("cpu", copy=True)
                         value = value.view(torch.int16).numpy().view(np.uint16) \
                             if value.dtype == torch.bfloat16 else value.numpy()
-                    writer.put(("data", batch, step.index, name, value, stats))
+                        writer.put(("data", batch, step.index, name, value))
                 t = float(step.timestep.flatten()[0])
-                writer.put(("commit", batch, step.index, t, bad))
+                writer.put(("commit", batch, step.index, t, bad, stats))
             bar.update(len(batch))
         out = lens.model.output.save()
     images = uint8_images(out.images)
