@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from dit_lens import Lens  # noqa: E402
 
 
-def medium_flux(batch=4):
-    """A random-weight Flux pipeline of moderate size: width 384, 4 double + 8 single blocks, 1024 image tokens."""
+def medium_flux(batch=4, size=256):
+    """A random-weight Flux pipeline of moderate size: width 384, 4 double + 8 single blocks, (size / 16)^2 image
+    tokens (256 at the default 256 x 256, 1024 at 512 x 512)."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
     torch.manual_seed(0)
@@ -37,7 +38,7 @@ def medium_flux(batch=4):
                         text_encoder_2=None, tokenizer_2=None, transformer=tr)
     g = torch.Generator().manual_seed(0)
     kw = dict(prompt_embeds=torch.randn(batch, 32, 64, generator=g), pooled_prompt_embeds=torch.randn(batch, 64,
-              generator=g), height=256, width=256, output_type="latent", guidance_scale=1.0)
+              generator=g), height=size, width=size, output_type="latent", guidance_scale=1.0)
     return pipe, kw
 
 
@@ -107,7 +108,7 @@ def main():
     a = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     bench("embedded tiny model (Flux, 2+4 blocks, 256 img tokens, CFG batch)", *tiny(), a.steps, a.repeats)
-    bench("random Flux (4+8 blocks, width 384, 1024 img tokens)", *medium_flux(), a.steps, a.repeats)
+    bench("random Flux (4+8 blocks, width 384, 256 img tokens)", *medium_flux(), a.steps, a.repeats)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
      of the same values held in RAM
 
     python bench/store_bench.py [--gb 2.0] [--prompts 32] [--batch 8] [--steps 20] [--repeats 3]
-                                [--dir /tmp/dit-lens-bench] [--only recording|writes|reductions]
+                                [--dir /tmp/dit-lens-bench] [--only recording|writes|reductions] [--model tiny|flux]
 """
 
 from __future__ import annotations
@@ -30,27 +30,65 @@ def _timeit(fn, repeats):
     return statistics.median(times)
 
 
-def recording(root: Path, n_prompts: int, steps: int, repeats: int, batch: int) -> None:
+def _tiny(n_prompts: int, batch: int):
     from dit_lens import Lens
-    from dit_lens.record import record
     from dit_lens.tiny.demo import demo_prompts
 
     lens = Lens("tiny")
     prompts = demo_prompts(n_prompts)
+
+    def plain(b, steps):
+        lens.pipeline([prompts[i] for i in b], num_inference_steps=steps,
+                      generator=[torch.Generator().manual_seed(i) for i in b])
+    return lens, prompts, plain, {}, "tiny model"
+
+
+def _flux(n_prompts: int, batch: int):
+    """The random-weight Flux of bench/lens_overhead.py at 512 x 512: 1024 image tokens, width 384, 4 + 8 blocks,
+    driven by embeddings (the recorder takes them one batch at a time)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from lens_overhead import medium_flux
+
+    from dit_lens import Lens
+
+    pipe, kw = medium_flux(batch, size=512)
+    pipe.set_progress_bar_config(disable=True)
+    lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
+
+    def plain(b, steps):
+        pipe(**kw, num_inference_steps=steps, generator=[torch.Generator().manual_seed(i) for i in b])
+    return lens, [f"prompt {i}" for i in range(n_prompts)], plain, kw, "random Flux, 1024 image tokens, width 384"
+
+
+def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, batch: int) -> None:
+    from dit_lens.record import record
+
+    if model == "flux" and n_prompts % batch:
+        raise SystemExit("--model flux records whole batches: --prompts must be a multiple of --batch")
+    lens, prompts, plain_batch, kw, label = (_flux if model == "flux" else _tiny)(n_prompts, batch)
     batches = [list(range(i, min(i + batch, n_prompts))) for i in range(0, n_prompts, batch)]
+    names = "*.*.img.resid_post"
 
     def plain():  # the same batches the recorder runs
         for b in batches:
-            lens.pipeline([prompts[i] for i in b], num_inference_steps=steps,
-                          generator=[torch.Generator().manual_seed(i) for i in b])
+            plain_batch(b, steps)
 
     def rec(kind):
         def fn():
-            url = root / f"{kind}.zarr"
+            url = str(root / f"{kind}.zarr")
             shutil.rmtree(url, ignore_errors=True)
-            record(lens, str(url), prompts, seeds=[0], names="*.*.img.resid_post", num_inference_steps=steps,
-                   batch_size=batch, stats_only=kind == "stats", progress=False,
-                   samples=[] if kind == "empty" else None)
+            opts = dict(seeds=[0], names=names, num_inference_steps=steps, batch_size=batch,
+                        stats_only=kind == "stats", progress=False)
+            if kind == "empty":
+                record(lens, url, prompts, samples=[], **opts, **kw)
+            elif not kw:
+                record(lens, url, prompts, **opts)
+            else:  # embeddings-driven: the store once, then each batch of samples with its embeddings
+                record(lens, url, prompts, samples=[], **opts, **kw)
+                for b in batches:
+                    record(lens, url, prompts, samples=b, resume=True, **opts, **kw)
         return fn
 
     fns = {"plain": plain, "full": rec("full"), "stats": rec("stats"), "empty": rec("empty")}
@@ -64,8 +102,8 @@ def recording(root: Path, n_prompts: int, steps: int, repeats: int, batch: int) 
             times[k].append(time.perf_counter() - t0)
     t = {k: statistics.median(v) for k, v in times.items()}
     size = sum(p.stat().st_size for p in (root / "full.zarr").rglob("*") if p.is_file())
-    print(f"\n1. recording ({n_prompts} prompts in batches of {batch} x {steps} steps, tiny model, 6 image-stream "
-          f"names, interleaved, median of {repeats})")
+    print(f"\n1. recording ({n_prompts} prompts in batches of {batch} x {steps} steps, {label}, "
+          f"{len(lens.names(names))} image-stream names, interleaved, median of {repeats})")
     for k, v in t.items():
         print(f"   {k:<6} {v:7.2f} s   (each run: {' '.join(f'{x:.2f}' for x in times[k])})")
 
@@ -186,12 +224,14 @@ def main():
     p.add_argument("--write-mb", type=int, default=512)
     p.add_argument("--dir", default="/tmp/dit-lens-bench")
     p.add_argument("--only", choices=("recording", "writes", "reductions"), help="run one part")
+    p.add_argument("--model", choices=("tiny", "flux"), default="tiny",
+                   help="the recording part's model: the embedded tiny DiT, or a random-weight Flux (1024 tokens)")
     a = p.parse_args()
     root = Path(a.dir)
     root.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if a.only in (None, "recording"):
-        recording(root, a.prompts, a.steps, a.repeats, a.batch)
+        recording(root, a.model, a.prompts, a.steps, a.repeats, a.batch)
     if a.only in (None, "writes"):
         writes(root, a.write_mb)
     if a.only in (None, "reductions"):
