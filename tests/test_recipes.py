@@ -187,6 +187,40 @@ def test_transport_pooled_embedding(tiny_lens, tmp_path):
                   source_store=str(tmp_path / "none.zarr"))
 
 
+def test_transport_controls_sharing_runs_reuse_source_and_target(tiny_lens, monkeypatch):
+    from dit_lens.recipes.detect import detect
+    from dit_lens.recipes.transport import transport
+
+    pairs = [("a red circle on a blue background", "a green circle on a blue background")]
+    det = detect(tiny_lens, k=4, prompts=sorted(set(pairs[0])), seeds=[0], num_inference_steps=3)
+    same = dict(pairs=pairs, seeds=[0], alphas=(1.0,), num_inference_steps=3, detection=det)
+    controls = {"massive": dict(k=4), "random": dict(k=4, channel_set="random"),
+                "pooled": dict(k=0, pooled_alpha=1.0), "pooled + massive": dict(k=4, pooled_alpha=1.0)}
+    alone = {c: transport(tiny_lens, **same, **kw) for c, kw in controls.items()}
+    calls, generate = [], tiny_lens.generate
+    monkeypatch.setattr(tiny_lens, "generate", lambda *a, **kw: calls.append(1) or generate(*a, **kw))
+    runs: dict = {}
+    shared = {c: transport(tiny_lens, **same, **kw, runs=runs) for c, kw in controls.items()}
+    assert len(calls) == 2 + len(controls), "source and target should be generated once for all four controls"
+    for c in controls:
+        for key in ("source", "target", 1.0):
+            assert np.array_equal(shared[c].images[key], alone[c].images[key]), (c, key)
+
+
+def test_transport_sweep_generates_shared_source_and_target_once(tmp_path, monkeypatch):
+    from dit_lens.lens import Lens
+
+    calls, generate = [], Lens.generate
+    monkeypatch.setattr(Lens, "generate", lambda self, *a, **kw: calls.append(1) or generate(self, *a, **kw))
+    recipe = tmp_path / "t.toml"
+    recipe.write_text('recipe = "transport"\nmodel = "tiny"\nseeds = [0]\nalphas = [1.0]\nnum_inference_steps = 2\n'
+                      'pairs = [["a red circle on a blue background", "a green circle on a blue background"]]\n'
+                      '[sweep]\nchannel_set = ["massive", "random"]\n')
+    report = run_file(recipe, tmp_path / "out", progress=False)
+    assert [r["parameters"] for r in report["runs"]] == [{"channel_set": "massive"}, {"channel_set": "random"}]
+    assert len(calls) == 3 + 1, "the second sweep point should generate only its patched run"
+
+
 def test_transport_offline_from_a_store(tiny_lens, tmp_path):
     from dit_lens.recipes.transport import transport
 

@@ -12,8 +12,9 @@ A recipe file names the function and gives its keyword arguments; two keys are s
     k = 4
 
 Pipeline call arguments go in a ``pipeline`` table (``pipeline = {guidance_scale = 4.0}``). A ``sweep`` table runs
-the recipe once per combination of its lists (the model is loaded once); each run's figures go to a sub-folder and
-``report.json`` holds every run's parameters and result::
+the recipe once per combination of its lists (the model is loaded once; a recipe that takes ``runs``, as transport
+does, gets one dict for the whole sweep, so points sharing a trajectory generate it once); each run's figures go to
+a sub-folder and ``report.json`` holds every run's parameters and result::
 
     [sweep]
     k = [4, 16, 64]
@@ -87,6 +88,8 @@ def run_file(path, out, progress: bool = True) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     combos = [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
+    if sweep and "runs" in params and "runs" not in kwargs:
+        kwargs["runs"] = {}  # sweep points with the same trajectories generate them once (transport)
     runs = []
     for combo in tqdm(combos or [{}], desc=name, unit="run", disable=not (progress and sweep)):
         run_out = out / _label(combo) if sweep else out

@@ -18,6 +18,10 @@ channels) x a spatial mask, with strength alpha — text-conditioned semantic tr
         ``pooled_alpha`` > 0 (Flux, SD3: models whose blocks are modulated by a pooled text embedding) also moves
         the target's pooled embedding that fraction of the way to the source's at the chosen steps — the
         conditioning path that bypasses the residual stream; ``k`` may be 0 to transport it alone (live sources).
+        ``runs``: a dict passed to several calls with the same pairs, seeds, names, steps and pipeline arguments
+        keeps their live source and target generations (the latest of each), so controls (another channel set,
+        k, alpha or pooled_alpha) reuse them instead of generating them again; ``dit-lens run`` shares one
+        across a sweep.
     Transport.figure(out)   alpha sweep grid (rows: pairs; columns: target, alphas..., source)
 """
 
@@ -166,11 +170,18 @@ def _moved(img, target_prompt, source_prompt, target_mask) -> bool:
     return bool(union) and (a.mask & target_mask).sum() / union >= 0.5
 
 
+def _keep_one(runs: dict, key: tuple, value) -> None:
+    """``runs[key] = value``, dropping older entries of the same kind: memory stays one trajectory's."""
+    for old in [k for k in runs if k[0] == key[0]]:
+        del runs[old]
+    runs[key] = value
+
+
 def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: int = 4,
               alphas=(0.25, 0.5, 0.75, 1.0), steps=None, spatial: str = "all", num_inference_steps: int = 20,
               detection=None, source_store=None, storage_options: dict | None = None, source_images=None,
               channel_set: str = "massive", random_seed: int = 0, pooled_alpha: float = 0.0,
-              pipeline: dict | None = None) -> Transport:
+              pipeline: dict | None = None, runs: dict | None = None) -> Transport:
     from ..edits import patch
     from ..tiny.evaluate import analyse
     from .detect import detect
@@ -221,6 +232,7 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
                              cache=cache, on_step=on_step, **kw)
 
     rng = np.random.default_rng(random_seed)
+    shared, runs = runs is not None, {} if runs is None else runs
 
     def channel_subset(name: str) -> list[int]:
         if channel_set == "massive":
@@ -240,17 +252,26 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
         src_values, src_images, cfg = _from_store(lens, source_store, storage_options, sources, all_seeds, chosen,
                                                   keep)
     else:
-        pooled = {}
+        key = ("source", tuple(sources), tuple(all_seeds), tuple(chosen), tuple(keep), num_inference_steps, repr(kw))
+        if key not in runs:
+            pooled: dict = {}
 
-        def read_pooled(run_, step):
-            if step.index == 0:
-                pooled[step.branch] = run_.pooled().detach().clone()
+            def read_pooled(run_, step):
+                if step.index == 0:
+                    pooled[step.branch] = run_.pooled().detach().clone()
 
-        src = run(sources, cache=chosen, on_step=read_pooled if pooled_alpha else None)
-        src_values = {(n, s): src.cache[n, s] for n in chosen for s in keep}
-        src_images, cfg = np.asarray(src.images), None
-    tgt = run(targets)
-    images = {"source": src_images, "target": np.asarray(tgt.images)}
+            # a shared ``runs`` keeps the pooled embedding too, for a later call's pooled_alpha
+            with_pooled = lens.arch.pooled is not None and (pooled_alpha or shared)
+            src = run(sources, cache=chosen, on_step=read_pooled if with_pooled else None)
+            _keep_one(runs, key, ({(n, s): src.cache[n, s] for n in chosen for s in keep}, np.asarray(src.images),
+                                  pooled))
+        src_values, src_images, pooled = runs[key]
+        cfg = None
+    key = ("target", tuple(targets), tuple(all_seeds), num_inference_steps, repr(kw))
+    if key not in runs:
+        _keep_one(runs, key, np.asarray(run(targets).images))
+    tgt_images = runs[key]
+    images = {"source": src_images, "target": tgt_images}
     tokens = None
     if spatial == "subject":  # tokens of the source subjects (pooled to the token grid), union over the batch
         from .cluster import subject_masks

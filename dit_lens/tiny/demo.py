@@ -179,7 +179,8 @@ def _recipes(lens, out: Path, steps: int, stages) -> dict:
     clu = cluster(ds, k=4, K=2, steps=[keep[2], keep[-1]], detection=det)
     clu.figure(out)
     stages.update()
-    swap = dict(pairs=_colour_swaps(4), seeds=[0, 1], detection=det, num_inference_steps=steps)
+    # the controls share the source and target generations of the first call (runs)
+    swap = dict(pairs=_colour_swaps(4), seeds=[0, 1], detection=det, num_inference_steps=steps, runs={})
     tra = transport(lens, k=4, alphas=(0.5, 1.0), **swap)
     tra.figure(out)
     controls = {  # the same pairs at alpha 1: random channels, and the pooled text embedding that modulates blocks
