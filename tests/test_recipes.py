@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from dit_lens import Lens
 from dit_lens.record import record
@@ -205,6 +206,18 @@ def test_transport_controls_sharing_runs_reuse_source_and_target(tiny_lens, monk
     for c in controls:
         for key in ("source", "target", 1.0):
             assert np.array_equal(shared[c].images[key], alone[c].images[key]), (c, key)
+
+
+def test_transport_reuses_a_generation_only_for_the_same_pipeline_arguments():
+    from dit_lens.recipes.transport import _reused
+
+    emb = torch.zeros(2, 3)
+    runs = {"target": (("p",), dict(prompt_embeds=emb, guidance_scale=4.0), "images")}
+    assert _reused(runs, "target", ("p",), dict(prompt_embeds=emb, guidance_scale=4.0)) == "images"
+    assert _reused(runs, "target", ("p",), dict(prompt_embeds=emb.clone(), guidance_scale=4.0)) is None
+    assert _reused(runs, "target", ("p",), dict(prompt_embeds=emb, guidance_scale=5.0)) is None
+    assert _reused(runs, "target", ("q",), dict(prompt_embeds=emb, guidance_scale=4.0)) is None
+    assert _reused(runs, "source", ("p",), {}) is None
 
 
 def test_transport_sweep_generates_shared_source_and_target_once(tmp_path, monkeypatch):

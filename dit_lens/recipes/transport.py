@@ -170,11 +170,20 @@ def _moved(img, target_prompt, source_prompt, target_mask) -> bool:
     return bool(union) and (a.mask & target_mask).sum() / union >= 0.5
 
 
-def _keep_one(runs: dict, key: tuple, value) -> None:
-    """``runs[key] = value``, dropping older entries of the same kind: memory stays one trajectory's."""
-    for old in [k for k in runs if k[0] == key[0]]:
-        del runs[old]
-    runs[key] = value
+def _reused(runs: dict, kind: str, key: tuple, kw: dict):
+    """The kept ``kind`` generation if it was made from ``key`` and the same pipeline arguments (tensors and arrays
+    compared by identity: a different embedding is a different run), else None."""
+    if kind not in runs:
+        return None
+    old_key, old_kw, value = runs[kind]
+    same = old_key == key and old_kw.keys() == kw.keys() and all(
+        old_kw[a] is kw[a] or (_plain(kw[a]) and old_kw[a] == kw[a]) for a in kw)
+    return value if same else None
+
+
+def _plain(v) -> bool:
+    return isinstance(v, (bool, int, float, str, type(None))) or (
+        isinstance(v, (list, tuple)) and all(_plain(x) for x in v))
 
 
 def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: int = 4,
@@ -252,8 +261,9 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
         src_values, src_images, cfg = _from_store(lens, source_store, storage_options, sources, all_seeds, chosen,
                                                   keep)
     else:
-        key = ("source", tuple(sources), tuple(all_seeds), tuple(chosen), tuple(keep), num_inference_steps, repr(kw))
-        if key not in runs:
+        key = (tuple(sources), tuple(all_seeds), tuple(chosen), tuple(keep), num_inference_steps)
+        hit = _reused(runs, "source", key, kw)
+        if hit is None:
             pooled: dict = {}
 
             def read_pooled(run_, step):
@@ -263,14 +273,15 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
             # a shared ``runs`` keeps the pooled embedding too, for a later call's pooled_alpha
             with_pooled = lens.arch.pooled is not None and (pooled_alpha or shared)
             src = run(sources, cache=chosen, on_step=read_pooled if with_pooled else None)
-            _keep_one(runs, key, ({(n, s): src.cache[n, s] for n in chosen for s in keep}, np.asarray(src.images),
-                                  pooled))
-        src_values, src_images, pooled = runs[key]
+            hit = ({(n, s): src.cache[n, s] for n in chosen for s in keep}, np.asarray(src.images), pooled)
+            runs["source"] = (key, kw, hit)
+        src_values, src_images, pooled = hit
         cfg = None
-    key = ("target", tuple(targets), tuple(all_seeds), num_inference_steps, repr(kw))
-    if key not in runs:
-        _keep_one(runs, key, np.asarray(run(targets).images))
-    tgt_images = runs[key]
+    key = (tuple(targets), tuple(all_seeds), num_inference_steps)
+    tgt_images = _reused(runs, "target", key, kw)
+    if tgt_images is None:
+        tgt_images = np.asarray(run(targets).images)
+        runs["target"] = (key, kw, tgt_images)
     images = {"source": src_images, "target": tgt_images}
     tokens = None
     if spatial == "subject":  # tokens of the source subjects (pooled to the token grid), union over the batch
