@@ -3,6 +3,7 @@
     channel_stats(h, scratch=None)  (rows, tokens, channels) -> (4, rows, channels): mean|x|, max|x|, rms, median|x|
     _sums(h, a)                     the first three, and |x| laid out tokens-last in ``a`` for the median
     _median_into(out, a)            the exact lower median over tokens, in numpy (host values)
+    _lower_median_bits(bits)        its selection: a partition, or two sorted halves for 513-1024 tokens
     _nonfinite(h, peak)             the count of inf/nan values, computed only when max|x| (on the host) says so
 
 The recorder calls ``channel_stats`` on the model's thread, where the value lives: on the CPU the sums use torch's
@@ -51,14 +52,52 @@ def _sums(h: torch.Tensor, a: torch.Tensor) -> tuple:
 
 
 def _median_into(out: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Row 3 of ``out`` = the exact lower median of ``a`` (rows, channels, tokens) over tokens, by an in-place
-    integer partition of |x|'s bit patterns (|x| >= 0 orders as its int32 pattern, NaN above inf; several times
-    faster than ``torch.median``); NaN where row 1 (max|x|) says a NaN is among the tokens, as torch.median."""
-    mid = (a.shape[2] - 1) // 2
-    a.view(np.int32).partition(mid, axis=2)
-    out[3] = a[..., mid]
+    """Row 3 of ``out`` = the exact lower median of ``a`` (rows, channels, tokens) over tokens, selected in place
+    among |x|'s bit patterns (|x| >= 0 orders as its int32 pattern, NaN above inf; several times faster than
+    ``torch.median``); NaN where row 1 (max|x|) says a NaN is among the tokens, as torch.median."""
+    rows, C, T = a.shape
+    out[3] = _lower_median_bits(a.view(np.int32).reshape(rows * C, T)).view(np.float32).reshape(rows, C)
     out[3][np.isnan(out[1])] = np.nan
     return out
+
+
+_SIMD_ROW = 512  # numpy sorts and partitions rows of up to 512 int32 with SIMD networks: ~6x faster per value
+
+
+def _lower_median_bits(bits: np.ndarray) -> np.ndarray:
+    """(R, T) non-negative int32 (overwritten) -> (R,) the ((T - 1) // 2)-th smallest of each row. Rows of 513-1024
+    values are sorted as two SIMD-sized halves and the median found by a binary search between them (4x faster than
+    partitioning the whole row); other lengths are partitioned."""
+    R, T = bits.shape
+    k = (T - 1) // 2
+    n = _SIMD_ROW
+    if not n < T <= 2 * n:
+        bits.partition(k, axis=1)
+        return bits[:, k]
+    if T < 2 * n:  # padded with values above any pattern (NaN's included): the k-th smallest is unchanged
+        bits = np.concatenate([bits, np.full((R, 2 * n - T), np.iinfo(np.int32).max, np.int32)], axis=1)
+    A, B = bits[:, :n], bits[:, n:]
+    A.sort(axis=1)
+    B.sort(axis=1)
+    return _kth_of_two_sorted(A, B, k)
+
+
+def _kth_of_two_sorted(A: np.ndarray, B: np.ndarray, k: int) -> np.ndarray:
+    """The k-th smallest (0-based) of each row of A and B together, both (R, n) sorted along rows: the classic
+    binary search for how many of the k + 1 smallest come from A, vectorised over rows."""
+    R, n = A.shape
+    r = np.arange(R)
+    lo, hi = np.full(R, max(0, k + 1 - n)), np.full(R, min(k + 1, n))
+    while (active := lo < hi).any():
+        i = (lo + hi) // 2
+        more = A[r, np.minimum(i, n - 1)] < B[r, np.clip(k - i, 0, n - 1)]  # A's next is below B's last taken
+        lo = np.where(active & more, i + 1, lo)
+        hi = np.where(active & ~more, i, hi)
+    j = k + 1 - lo
+    low = np.iinfo(A.dtype).min
+    a = np.where(lo > 0, A[r, np.maximum(lo - 1, 0)], low)
+    b = np.where(j > 0, B[r, np.clip(j - 1, 0, n - 1)], low)
+    return np.maximum(a, b)
 
 
 def _nonfinite(h: torch.Tensor, peak: np.ndarray) -> int:

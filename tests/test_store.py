@@ -88,12 +88,13 @@ def test_stats_only_matches_full(tiny_lens, tmp_path):
         s.dit.sel("double.1.img.resid_post")
 
 
-@pytest.mark.parametrize("tokens", [255, 256])
+@pytest.mark.parametrize("tokens", [255, 256, 513, 700, 1024, 1025])  # 513-1024: two sorted halves
 def test_channel_stats_equal_numpy_with_massive_and_nonfinite_values(tokens):
     g = torch.Generator().manual_seed(0)
     h = torch.randn(3, tokens, 40, generator=g) * 3
     h[..., :2] *= 1e5  # massive channels, beyond float16
     h[1, 7, 5], h[2, 9, 6], h[0, 3, 7] = float("inf"), float("nan"), -float("inf")
+    h[0, :, 8], h[1, : tokens // 2 + 3, 9] = 0.0, -7.0  # a zero channel, a channel whose median is a tie
     scratch: dict = {}
     for x in (h, h.to(torch.bfloat16), h * 2):  # the scratch buffer is reused across calls and dtypes
         got = channel_stats(x, scratch).numpy()
