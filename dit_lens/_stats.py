@@ -7,7 +7,7 @@
     _nonfinite(h, peak)             the count of inf/nan values, computed only when max|x| (on the host) says so
 
 The recorder calls ``channel_stats`` on the model's thread, where the value lives: on the CPU the sums use torch's
-intra-op threads and the median an in-place numpy partition of a reused buffer; a device value is reduced entirely
+intra-op threads and the median an in-place numpy selection in a reused buffer; a device value is reduced entirely
 on its device, so only per-channel numbers cross to the host.
 """
 
