@@ -19,7 +19,7 @@ import torch
 
 def channel_stats(h: torch.Tensor, scratch: dict | None = None) -> torch.Tensor:
     """(rows, tokens, channels) -> (4, rows, channels) float32 on ``h``'s device: mean|x|, max|x|, rms and the exact
-    lower median|x| over tokens (torch's median), float32 accumulation. ``scratch`` keeps the tokens-last copy of
+    lower median|x| over tokens (as torch.median), float32 accumulation. ``scratch`` keeps the tokens-last copy of
     |x| between calls."""
     rows, T, C = h.shape
     key = (h.device, rows, C, T)

@@ -119,9 +119,13 @@ class _Writer(threading.Thread):
             for r, sample in enumerate(samples):
                 arr[(sample, *rest)] = block[r]
 
-    def _data(self, samples, step, name, value):
+    def _where(self, name) -> tuple:
+        """A canonical name's variable ("{stream}.{site}") and layer position in the store."""
         fam, i, stream, site = name.split(".")
-        var, pos, s = f"{stream}.{site}", self.layer_pos[f"{fam}.{i}"], self.step_pos[step]
+        return f"{stream}.{site}", self.layer_pos[f"{fam}.{i}"]
+
+    def _data(self, samples, step, name, value):
+        (var, pos), s = self._where(name), self.step_pos[step]
         Lc = self.layout.layers_per_chunk
         key = (var, pos // Lc)
         got = self._values.setdefault(key, {})
@@ -143,8 +147,8 @@ class _Writer(threading.Thread):
             self.nonfinite.append((samples, step, nonfinite))
         per_var: dict = {}
         for name, v in stats.items():
-            fam, i, stream, site = name.split(".")
-            per_var.setdefault(f"{stream}.{site}", {})[self.layer_pos[f"{fam}.{i}"]] = v
+            var, pos = self._where(name)
+            per_var.setdefault(var, {})[pos] = v
         self._steps.append((self.step_pos[step], timestep, nonfinite, per_var))
 
     def _flush(self, samples):
