@@ -225,6 +225,8 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
            queue_size: int = 16, progress: bool = True, **pipeline_kwargs) -> str:
     """Record ``names`` at ``steps`` (default all) of branch ``cfg`` for every (prompt, seed) into ``url``.
 
+    An embeddings-driven pipeline (``prompt_embeds=``, ``pooled_prompt_embeds=``, ...) takes one row per sample
+    (prompts x seeds, in that order; ``prompts`` then only label the samples): each batch gets its rows.
     ``samples`` restricts the work to those sample indices (``samples=[]`` only writes the template);
     ``resume=True`` opens the existing store and records those of its samples that are not complete (also how
     several writers share one store); ``takeover=True`` overrides claims left by a writer that died."""
@@ -322,10 +324,7 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
     names = layout.names
     scratch: dict = {}  # channel_stats' buffers, reused at every step
     if "prompt_embeds" in kwargs:  # an embeddings-driven pipeline: prompts are labels, embeds rows are samples
-        rows = kwargs["prompt_embeds"].shape[0]
-        if rows != len(batch):
-            raise ValueError(f"prompt_embeds has {rows} rows but this batch has {len(batch)} samples; "
-                             f"record embeddings-driven pipelines one batch of exactly those samples at a time")
+        kwargs = _batch_embeds(kwargs, batch, len(layout.prompts))
         prompts = None
     with lens.trace(prompts, num_inference_steps=n_steps, generator=gens, **kwargs) as tracer:
         run = tracer.dit
@@ -354,6 +353,24 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
     if images is not None:  # before the flags: a sample flagged complete has its image
         writer.put(("image", batch, images))
     writer.put(("flush", batch))
+
+
+def _batch_embeds(kwargs: dict, batch: list, n_samples: int) -> dict:
+    """An embeddings-driven batch's pipeline arguments: ``*embeds`` tensors with one row per sample of the store are
+    cut to the batch's rows; tensors with exactly the batch's rows are passed as they are."""
+    rows = kwargs["prompt_embeds"].shape[0]
+    if rows == len(batch) and rows != n_samples:
+        return kwargs
+    if rows != n_samples:
+        raise ValueError(f"prompt_embeds has {rows} rows: give one row per sample of the store ({n_samples}: "
+                         f"prompts x seeds), or record one batch of exactly {len(batch)} samples at a time")
+    out = dict(kwargs)
+    for key, v in kwargs.items():
+        if key.endswith("embeds") and torch.is_tensor(v):
+            if v.shape[0] != n_samples:
+                raise ValueError(f"{key} has {v.shape[0]} rows but prompt_embeds has {n_samples} (one per sample)")
+            out[key] = v[torch.tensor(batch, device=v.device)]
+    return out
 
 
 def _record_part(model, url, prompts, seeds, samples, kwargs) -> list:

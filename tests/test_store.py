@@ -111,6 +111,22 @@ def test_channel_stats_equal_numpy_with_massive_and_nonfinite_values(tokens):
     assert len(scratch) == 1
 
 
+def test_embeddings_for_every_sample_are_cut_per_batch(tmp_path):
+    pipe, kw = flux(batch=4)
+    lens = Lens(pipe, example=dict(flux()[1], num_inference_steps=1))
+    opts = dict(names="double.0.img.resid_post", num_inference_steps=2, progress=False)
+    whole, half = str(tmp_path / "whole.zarr"), str(tmp_path / "half.zarr")
+    record(lens, whole, list("abcd"), batch_size=2, **opts, **kw)  # one row per sample: batches cut from them
+    rows = {k: v[2:] if k.endswith("embeds") else v for k, v in kw.items()}
+    record(lens, half, list("abcd"), samples=[], **opts, **rows)
+    record(lens, half, list("abcd"), samples=[2, 3], resume=True, **opts, **rows)  # exactly one batch's rows
+    a, b = (open_store(u).dit.sel("double.0.img.resid_post").values for u in (whole, half))
+    assert np.array_equal(a[2:], b[2:]) and not np.array_equal(a[:2], a[2:])
+    bad = {k: v[:3] if k.endswith("embeds") else v for k, v in kw.items()}
+    with pytest.raises(ValueError, match="one row per sample of the store"):
+        record(lens, str(tmp_path / "bad.zarr"), list("abcd"), batch_size=2, **opts, **bad)
+
+
 def test_values_above_float16_range_survive_and_bf16_is_exact(tmp_path):
     pipe, kw = flux()
     with torch.no_grad():  # a massive channel: +2e5 on channel 0 of every image token, carried by the residual
