@@ -1,14 +1,19 @@
 """Per-channel statistics of one recorded value, reduced where the value lives (what a stats-only store keeps).
 
     channel_stats(h, scratch=None)  (rows, tokens, channels) -> (4, rows, channels): mean|x|, max|x|, rms, median|x|
-    _sums(h, a)                     the first three, and |x| laid out tokens-last in ``a`` for the median
+    value_stats(h, scratch=None)    the same and the count of inf/nan values (what the recorder calls)
+    _sums(h, a)                     the first three, and |x| laid out tokens-last in ``a`` for the median (host)
     _median_into(out, a)            the exact lower median over tokens, in numpy (host values)
     _lower_median_bits(bits)        its selection: a partition, or two sorted halves for 513-1024 tokens
-    _nonfinite(h, peak)             the count of inf/nan values, computed only when max|x| (on the host) says so
+    _device_stats(h)                all four and the count on a device: one fused Triton pass (``_stats_kernel``)
+                                    where Triton is installed, else torch ops with |x| in the value's own dtype
+    _nonfinite(h, peak)             the count of inf/nan values on the host, computed only when max|x| says so
+    StepStats                       a step's statistics and counts, brought to the host in one transfer
 
 The recorder calls ``channel_stats`` on the model's thread, where the value lives: on the CPU the sums use torch's
 intra-op threads and the median an in-place numpy selection in a reused buffer; a device value is reduced entirely
-on its device, so only per-channel numbers cross to the host.
+on its device, and a step's per-channel numbers cross to the host in one copy that the model thread does not wait
+for (the writer thread does).
 """
 
 from __future__ import annotations
@@ -17,20 +22,28 @@ import numpy as np
 import torch
 
 
+def value_stats(h: torch.Tensor, scratch: dict | None = None) -> tuple:
+    """(channel_stats(h), count of inf/nan values in h): an int for a host value, a 0-d tensor left on the device
+    for a device value (no synchronisation)."""
+    if h.device.type != "cpu":
+        return _device_stats(h)
+    stats = channel_stats(h, scratch)
+    return stats, _nonfinite(h, stats[1])
+
+
 def channel_stats(h: torch.Tensor, scratch: dict | None = None) -> torch.Tensor:
     """(rows, tokens, channels) -> (4, rows, channels) float32 on ``h``'s device: mean|x|, max|x|, rms and the exact
     lower median|x| over tokens (as torch.median), float32 accumulation. ``scratch`` keeps the tokens-last copy of
     |x| between calls."""
+    if h.device.type != "cpu":
+        return _device_stats(h)[0]
     rows, T, C = h.shape
-    key = (h.device, rows, C, T)
+    key = (rows, C, T)
     scratch = {} if scratch is None else scratch
     if key not in scratch:
         scratch[key] = torch.empty((rows, C, T), dtype=torch.float32, device=h.device)
     out, a = _sums(h, scratch[key])
-    if h.device.type == "cpu":
-        _median_into(out.numpy(), a.numpy())
-    else:
-        out[3] = a.median(2).values
+    _median_into(out.numpy(), a.numpy())
     return out
 
 
@@ -100,9 +113,74 @@ def _kth_of_two_sorted(A: np.ndarray, B: np.ndarray, k: int) -> np.ndarray:
     return np.maximum(a, b)
 
 
-def _nonfinite(h: torch.Tensor, peak: np.ndarray) -> int:
-    """Non-finite values in ``h``; counted only when its per-channel max|x| (``peak``, already on the host, so a
-    device value costs no second synchronisation) says there are any."""
-    if np.isfinite(peak).all():
+_INF_BITS = {torch.bfloat16: (torch.int16, 0x7F80), torch.float16: (torch.int16, 0x7C00),
+             torch.float32: (torch.int32, 0x7F800000)}  # |x|'s pattern is at or above these iff x is inf or NaN
+
+
+def _device_stats(h: torch.Tensor) -> tuple:
+    """value_stats on ``h``'s device: ((4, rows, channels) float32, 0-d inf/nan count). One copy lays the value out
+    tokens-last; then one fused Triton pass per row where available, else torch ops on |x| in ``h``'s own dtype
+    (exact: abs only clears the sign) with float32 accumulation and torch.median's selection."""
+    from . import _stats_kernel
+
+    rows, T, C = h.shape
+    if _stats_kernel.available(T, h.device, h.dtype):
+        a = torch.empty((rows, C, T), dtype=h.dtype, device=h.device)
+        a.copy_(h.detach().transpose(1, 2))
+        out, bad = _stats_kernel.fused_stats(a.view(rows * C, T))
+        return out.view(4, rows, C), bad.sum()
+    a = torch.empty((rows, C, T), dtype=h.dtype, device=h.device)
+    torch.abs(h.detach().transpose(1, 2), out=a)
+    out = torch.empty((4, rows, C), dtype=torch.float32, device=h.device)
+    torch.mean(a, 2, dtype=torch.float32, out=out[0])
+    out[1] = torch.amax(a, 2)
+    torch.linalg.vector_norm(a, 2, dim=2, dtype=torch.float32, out=out[2])
+    out[2].div_(T ** 0.5)
+    out[3] = torch.median(a, 2).values
+    bits, inf = _INF_BITS.get(h.dtype, (None, None))
+    bad = (a.view(bits) >= inf).sum() if bits is not None else torch.count_nonzero(~torch.isfinite(a))
+    return out, bad
+
+
+def _nonfinite(h: torch.Tensor, peak: torch.Tensor) -> int:
+    """Non-finite values in host value ``h``, counted only when its per-channel max|x| (``peak``) says there are
+    any."""
+    if torch.isfinite(peak).all():
         return 0
     return int((~torch.isfinite(h)).sum())
+
+
+class StepStats:
+    """A step's statistics ({name: (4, rows, channels)}), non-finite count and timestep on their way to the host.
+    Host values are kept as they are; device values are stacked and copied into pinned memory without blocking the
+    model thread, and ``get()`` (on the writer thread) waits for that copy."""
+
+    def __init__(self, stats: dict, counts: list, timestep: torch.Tensor):
+        self.names, values = list(stats), list(stats.values())
+        timestep = timestep.detach().flatten()[0]
+        self._event = None
+        if timestep.device.type == "cpu":
+            self._stats, self._scalars = [v.numpy() for v in values], (sum(int(c) for c in counts), float(timestep))
+            return
+        device = timestep.device
+        stacked = torch.stack(values) if values else torch.empty((0,), device=device)
+        count = torch.stack([torch.as_tensor(c, device=device) for c in counts]).sum() if counts \
+            else torch.zeros((), device=device)
+        scalars = torch.stack([count.to(torch.float64), timestep.to(torch.float64)])  # counts < 2^53: exact
+        if device.type != "cuda":  # no pinned asynchronous copy: one blocking transfer
+            self._stats, self._scalars = list(stacked.cpu().numpy()), scalars.cpu()
+            return
+        self._stats = torch.empty(stacked.shape, dtype=stacked.dtype, pin_memory=True)
+        self._scalars = torch.empty(scalars.shape, dtype=scalars.dtype, pin_memory=True)
+        self._stats.copy_(stacked, non_blocking=True)
+        self._scalars.copy_(scalars, non_blocking=True)
+        self._event = torch.cuda.Event()
+        self._event.record()
+
+    def get(self) -> tuple[dict, int, float]:
+        """({name: (4, rows, channels) float32 numpy}, non-finite count, timestep), once the copy has landed."""
+        if self._event is not None:
+            self._event.synchronize()
+            self._stats, self._event = list(self._stats.numpy()), None
+        count, t = self._scalars
+        return dict(zip(self.names, self._stats)), int(count), float(t)

@@ -26,7 +26,7 @@ import torch
 
 from . import __version__
 from ._chunks import chunk_writer
-from ._stats import _nonfinite, channel_stats
+from ._stats import StepStats, value_stats
 from .store import Layout, StoreError, create, ensure_images, open_group, read_layout, uint8_images
 
 _STOP = object()
@@ -140,9 +140,10 @@ class _Writer(threading.Thread):
             self._rows(var, samples, block, (s, slice(lo, hi)))
             del self._values[key]
 
-    def _commit(self, samples, step, timestep, nonfinite, stats):
-        """A step's data is queued; its statistics ({name: (4, rows, channels)}) and flags wait for ``_flush``
-        (one write per sample row)."""
+    def _commit(self, samples, step, step_stats):
+        """A step's data is queued; its statistics, non-finite count and timestep (``StepStats``) and flags wait
+        for ``_flush`` (one write per sample row)."""
+        stats, nonfinite, timestep = step_stats.get()
         if nonfinite:
             self.nonfinite.append((samples, step, nonfinite))
         per_var: dict = {}
@@ -332,21 +333,20 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
             if step.branch not in ("batch", cfg):
                 continue  # sequential CFG: the other branch's call
             if step.index in keep_steps:
-                bad, stats = 0, {}
+                bad, stats = [], {}
                 for name in names:
                     h = run.read(name, cfg)
                     if tok_index is not None and ".img." in name:
                         h = h[:, tok_index.to(h.device)]
                     # reduced where h lives: only per-channel numbers cross from a device to the host
-                    stats[name] = channel_stats(h, scratch).cpu().numpy()
-                    bad += _nonfinite(h, stats[name][1])
+                    stats[name], count = value_stats(h, scratch)
+                    bad.append(count)
                     if not stats_only:
                         value = h.detach().to("cpu", copy=True)
                         value = value.view(torch.int16).numpy().view(np.uint16) \
                             if value.dtype == torch.bfloat16 else value.numpy()
                         writer.put(("data", batch, step.index, name, value))
-                t = float(step.timestep.flatten()[0])
-                writer.put(("commit", batch, step.index, t, bad, stats))
+                writer.put(("commit", batch, step.index, StepStats(stats, bad, step.timestep)))
             bar.update(len(batch))
         out = lens.model.output.save()
     images = uint8_images(out.images)

@@ -15,7 +15,8 @@ import torch
 import xarray as xr
 
 from dit_lens import Lens
-from dit_lens.record import channel_stats, record
+from dit_lens._stats import StepStats, _device_stats, _nonfinite, channel_stats
+from dit_lens.record import record
 from dit_lens.store import StoreError, open_group, open_store
 from tiny_pipelines import flux
 
@@ -96,8 +97,10 @@ def test_channel_stats_equal_numpy_with_massive_and_nonfinite_values(tokens):
     h[1, 7, 5], h[2, 9, 6], h[0, 3, 7] = float("inf"), float("nan"), -float("inf")
     h[0, :, 8], h[1, : tokens // 2 + 3, 9] = 0.0, -7.0  # a zero channel, a channel whose median is a tie
     scratch: dict = {}
-    for x in (h, h.to(torch.bfloat16), h * 2):  # the scratch buffer is reused across calls and dtypes
-        got = channel_stats(x, scratch).numpy()
+    # the scratch buffer is reused across calls and dtypes; _device_stats is the path a device value takes
+    for x, stats in [(x, fn) for x in (h, h.to(torch.bfloat16), h * 2)
+                     for fn in (lambda v: channel_stats(v, scratch), lambda v: _device_stats(v)[0])]:
+        got = stats(x).numpy()
         a = np.abs(x.float().numpy())
         with np.errstate(invalid="ignore", over="ignore"):
             expect = [a.mean(1), a.max(1), np.sqrt((a.astype(np.float64) ** 2).mean(1)),
@@ -108,7 +111,18 @@ def test_channel_stats_equal_numpy_with_massive_and_nonfinite_values(tokens):
         np.testing.assert_allclose(got[0], expect[0], rtol=1e-5)
         np.testing.assert_allclose(got[2], expect[2], rtol=1e-5)
         assert got[1, 0, 0] > 65504 and np.isinf(got[1, 1, 5]) and np.isnan(got[3, 2, 6])
+        assert _nonfinite(x, torch.from_numpy(got[1])) == 3 and int(_device_stats(x)[1]) == 3
     assert len(scratch) == 1
+
+
+def test_step_stats_carry_statistics_counts_and_timestep():
+    h = torch.randn(2, 9, 4)
+    h[1, 2, 3] = float("nan")
+    stats = {"double.0.img.resid_post": channel_stats(h), "double.1.img.resid_post": channel_stats(h * 2)}
+    got, count, t = StepStats(stats, [_nonfinite(h, stats["double.0.img.resid_post"][1]), 5],
+                              torch.tensor([0.75, 0.75])).get()
+    assert list(got) == list(stats) and count == 6 and t == 0.75
+    assert np.array_equal(got["double.1.img.resid_post"], stats["double.1.img.resid_post"].numpy(), equal_nan=True)
 
 
 def test_embeddings_for_every_sample_are_cut_per_batch(tmp_path):
