@@ -6,7 +6,12 @@
      of the same values held in RAM
 
     python bench/store_bench.py [--gb 2.0] [--prompts 32] [--batch 8] [--steps 20] [--repeats 3]
-                                [--dir /tmp/dit-lens-bench] [--only recording|writes|reductions] [--model tiny|flux]
+                                [--dir /tmp/dit-lens-bench] [--only recording|writes|reductions]
+                                [--model tiny|flux|flux-dev] [--device cpu|cuda] [--kinds plain,full,stats,empty]
+
+``--model flux-dev`` is a random-weight transformer of Flux.1-dev's size (19 + 38 blocks, width 3072, bf16) at
+1024 x 1024 (4096 image tokens, 512 text tokens): it needs a GPU (``--device cuda``, ~24 GB), and its full
+recording writes 1.4 GB per step, so ``--kinds plain,stats,empty`` is the useful choice there.
 """
 
 from __future__ import annotations
@@ -30,11 +35,17 @@ def _timeit(fn, repeats):
     return statistics.median(times)
 
 
-def _tiny(n_prompts: int, batch: int):
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _tiny(n_prompts: int, batch: int, device: str):
     from dit_lens import Lens
     from dit_lens.tiny.demo import demo_prompts
 
     lens = Lens("tiny")
+    lens.pipeline.to(device)
     prompts = demo_prompts(n_prompts)
 
     def plain(b, steps):
@@ -43,31 +54,63 @@ def _tiny(n_prompts: int, batch: int):
     return lens, prompts, plain, {}, "tiny model"
 
 
-def _flux(n_prompts: int, batch: int):
+def _flux(n_prompts: int, batch: int, device: str):
     """The random-weight Flux of bench/lens_overhead.py at 512 x 512: 1024 image tokens, width 384, 4 + 8 blocks,
-    driven by embeddings (the recorder takes them one batch at a time)."""
+    driven by embeddings (one row per sample; the recorder cuts each batch's rows)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
     from lens_overhead import medium_flux
 
+    pipe, kw = medium_flux(n_prompts, size=512)
+    return _embedded(pipe, kw, n_prompts, device, "random Flux, 1024 image tokens, width 384")
+
+
+def _flux_dev(n_prompts: int, batch: int, device: str):
+    """A random-weight transformer of Flux.1-dev's configuration in bf16 at 1024 x 1024 (4096 image tokens, 512
+    text tokens), built on ``device`` directly; no VAE (latents out), embeddings in."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(device):
+            tr = FluxTransformer2DModel(guidance_embeds=True).eval()  # 19 + 38 blocks, width 3072: Flux.1-dev
+    finally:
+        torch.set_default_dtype(default)
+    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True,
+                                                                  base_shift=0.5, max_shift=1.15),
+                        vae=None, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                        transformer=tr)
+    g = torch.Generator().manual_seed(0)
+    kw = dict(prompt_embeds=torch.randn(n_prompts, 512, 4096, generator=g).to(torch.bfloat16),
+              pooled_prompt_embeds=torch.randn(n_prompts, 768, generator=g).to(torch.bfloat16),
+              height=1024, width=1024, output_type="latent", guidance_scale=3.5)
+    return _embedded(pipe, kw, n_prompts, device, "random Flux.1-dev-sized transformer, bf16, 4096 image tokens")
+
+
+def _embedded(pipe, kw, n_prompts, device, label):
     from dit_lens import Lens
 
-    pipe, kw = medium_flux(batch, size=512)
+    pipe.to(device)
+    kw = {k: v.to(device) if torch.is_tensor(v) else v for k, v in kw.items()}
     pipe.set_progress_bar_config(disable=True)
-    lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
+    one = {k: v[:1] if k.endswith("embeds") else v for k, v in kw.items()}
+    lens = Lens(pipe, example=dict(one, num_inference_steps=1))
 
-    def plain(b, steps):
-        pipe(**kw, num_inference_steps=steps, generator=[torch.Generator().manual_seed(i) for i in b])
-    return lens, [f"prompt {i}" for i in range(n_prompts)], plain, kw, "random Flux, 1024 image tokens, width 384"
+    def plain(b, steps):  # the batch's rows, as the recorder cuts them
+        rows = {k: v[b[0]:b[-1] + 1] if k.endswith("embeds") else v for k, v in kw.items()}
+        pipe(**rows, num_inference_steps=steps, generator=[torch.Generator().manual_seed(i) for i in b])
+    return lens, [f"prompt {i}" for i in range(n_prompts)], plain, kw, label
 
 
-def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, batch: int) -> None:
+def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, batch: int, device: str = "cpu",
+              kinds=("plain", "full", "stats", "empty")) -> None:
     from dit_lens.record import record
 
-    if model == "flux" and n_prompts % batch:
-        raise SystemExit("--model flux records whole batches: --prompts must be a multiple of --batch")
-    lens, prompts, plain_batch, kw, label = (_flux if model == "flux" else _tiny)(n_prompts, batch)
+    build = {"tiny": _tiny, "flux": _flux, "flux-dev": _flux_dev}[model]
+    lens, prompts, plain_batch, kw, label = build(n_prompts, batch, device)
     batches = [list(range(i, min(i + batch, n_prompts))) for i in range(0, n_prompts, batch)]
     names = "*.*.img.resid_post"
 
@@ -81,28 +124,24 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
             shutil.rmtree(url, ignore_errors=True)
             opts = dict(seeds=[0], names=names, num_inference_steps=steps, batch_size=batch,
                         stats_only=kind == "stats", progress=False)
-            if kind == "empty":
-                record(lens, url, prompts, samples=[], **opts, **kw)
-            elif not kw:
-                record(lens, url, prompts, **opts)
-            else:  # embeddings-driven: the store once, then each batch of samples with its embeddings
-                record(lens, url, prompts, samples=[], **opts, **kw)
-                for b in batches:
-                    record(lens, url, prompts, samples=b, resume=True, **opts, **kw)
+            record(lens, url, prompts, samples=[] if kind == "empty" else None, **opts, **kw)
         return fn
 
     fns = {"plain": plain, "full": rec("full"), "stats": rec("stats"), "empty": rec("empty")}
+    fns = {k: f for k, f in fns.items() if k in kinds or k == "plain"}
     for f in fns.values():
         f()  # warm-up
+        _sync(device)
     times = {k: [] for k in fns}
     for _ in range(repeats):  # interleaved, so drift of a shared machine hits every variant alike
         for k, f in fns.items():
             t0 = time.perf_counter()
             f()
+            _sync(device)
             times[k].append(time.perf_counter() - t0)
     t = {k: statistics.median(v) for k, v in times.items()}
-    size = sum(p.stat().st_size for p in (root / "full.zarr").rglob("*") if p.is_file())
-    print(f"\n1. recording ({n_prompts} prompts in batches of {batch} x {steps} steps, {label}, "
+    where = "CPU" if device == "cpu" else torch.cuda.get_device_name(device) if device.startswith("cuda") else device
+    print(f"\n1. recording ({n_prompts} prompts in batches of {batch} x {steps} steps, {label}, on {where}, "
           f"{len(lens.names(names))} image-stream names, interleaved, median of {repeats})")
     for k, v in t.items():
         print(f"   {k:<6} {v:7.2f} s   (each run: {' '.join(f'{x:.2f}' for x in times[k])})")
@@ -110,9 +149,14 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
     def paired(k):  # each run against the plain run next to it: drift of a shared machine cancels
         r = sorted(a / b for a, b in zip(times[k], times["plain"]))
         return f"paired {statistics.median(r):.3f}x (quartiles {np.percentile(r, 25):.3f}-{np.percentile(r, 75):.3f})"
-    print(f"   full/plain  {t['full'] / t['plain']:.3f}x  {paired('full')}  (goal <= 1.25)   store {size / 1e6:.1f} MB")
-    print(f"   stats/plain {t['stats'] / t['plain']:.3f}x  {paired('stats')}  (goal <= 1.05)")
-    print(f"   a store's fixed cost (template, claims; 'empty' records no sample): {t['empty']:.2f} s")
+    if "full" in t:
+        size = sum(p.stat().st_size for p in (root / "full.zarr").rglob("*") if p.is_file())
+        print(f"   full/plain  {t['full'] / t['plain']:.3f}x  {paired('full')}  (goal <= 1.25)   "
+              f"store {size / 1e6:.1f} MB")
+    if "stats" in t:
+        print(f"   stats/plain {t['stats'] / t['plain']:.3f}x  {paired('stats')}  (goal <= 1.05)")
+    if "empty" in t:
+        print(f"   a store's fixed cost (template, claims; 'empty' records no sample): {t['empty']:.2f} s")
 
 
 def writes(root: Path, mb: int) -> None:
@@ -224,14 +268,21 @@ def main():
     p.add_argument("--write-mb", type=int, default=512)
     p.add_argument("--dir", default="/tmp/dit-lens-bench")
     p.add_argument("--only", choices=("recording", "writes", "reductions"), help="run one part")
-    p.add_argument("--model", choices=("tiny", "flux"), default="tiny",
-                   help="the recording part's model: the embedded tiny DiT, or a random-weight Flux (1024 tokens)")
+    p.add_argument("--model", choices=("tiny", "flux", "flux-dev"), default="tiny",
+                   help="the recording part's model: the embedded tiny DiT, a random-weight Flux (1024 tokens), or "
+                        "a random-weight Flux.1-dev-sized transformer (4096 tokens, bf16; needs a GPU)")
+    p.add_argument("--device", default="cpu", help="where the recording part's model runs (cpu, cuda)")
+    p.add_argument("--kinds", default="plain,full,stats,empty",
+                   help="the recording part's variants, comma-separated (plain is always run)")
     a = p.parse_args()
+    kinds = set(a.kinds.split(","))
+    if not kinds <= {"plain", "full", "stats", "empty"}:
+        raise SystemExit(f"--kinds: unknown {sorted(kinds - {'plain', 'full', 'stats', 'empty'})}")
     root = Path(a.dir)
     root.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if a.only in (None, "recording"):
-        recording(root, a.model, a.prompts, a.steps, a.repeats, a.batch)
+        recording(root, a.model, a.prompts, a.steps, a.repeats, a.batch, a.device, kinds)
     if a.only in (None, "writes"):
         writes(root, a.write_mb)
     if a.only in (None, "reductions"):
