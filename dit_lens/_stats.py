@@ -5,8 +5,8 @@
     _sums(h, a)                     the first three, and |x| laid out tokens-last in ``a`` for the median (host)
     _median_into(out, a)            the exact lower median over tokens, in numpy (host values)
     _lower_median_bits(bits)        its selection: a partition, or two sorted halves for 513-1024 tokens
-    _device_stats(h)                all four and the count on a device: one fused Triton pass (``_stats_kernel``)
-                                    where Triton is installed, else torch ops with |x| in the value's own dtype
+    _device_stats(h)                all four and the count on a device: one fused Triton pass over the value
+                                    (``_stats_kernel``) where Triton is installed, else torch ops
     _nonfinite(h, peak)             the count of inf/nan values on the host, computed only when max|x| says so
     StepStats                       a step's statistics and counts, brought to the host in one transfer
 
@@ -118,17 +118,14 @@ _INF_BITS = {torch.bfloat16: (torch.int16, 0x7F80), torch.float16: (torch.int16,
 
 
 def _device_stats(h: torch.Tensor) -> tuple:
-    """value_stats on ``h``'s device: ((4, rows, channels) float32, 0-d inf/nan count). One copy lays the value out
-    tokens-last; then one fused Triton pass per row where available, else torch ops on |x| in ``h``'s own dtype
-    (exact: abs only clears the sign) with float32 accumulation and torch.median's selection."""
+    """value_stats on ``h``'s device: ((4, rows, channels) float32, 0-d inf/nan count). One fused Triton pass over
+    the value as it lies where available; else a tokens-last copy of |x| in ``h``'s own dtype (exact: abs only
+    clears the sign), float32 accumulation and torch.median's selection."""
     from . import _stats_kernel
 
     rows, T, C = h.shape
     if _stats_kernel.available(T, h.device, h.dtype):
-        a = torch.empty((rows, C, T), dtype=h.dtype, device=h.device)
-        a.copy_(h.detach().transpose(1, 2))
-        out, bad = _stats_kernel.fused_stats(a.view(rows * C, T))
-        return out.view(4, rows, C), bad.sum()
+        return _stats_kernel.fused_stats(h.detach())
     a = torch.empty((rows, C, T), dtype=h.dtype, device=h.device)
     torch.abs(h.detach().transpose(1, 2), out=a)
     out = torch.empty((4, rows, C), dtype=torch.float32, device=h.device)

@@ -21,13 +21,15 @@ SCRIPT = textwrap.dedent('''
     from dit_lens._stats import _device_stats, _nonfinite, channel_stats
     assert _stats_kernel.available(1025, torch.device("cpu"), torch.bfloat16)
     report = []
-    for tokens in (1, 2, 255, 700, 1025):
+    for tokens in (1, 2, 255, 700, 1025, 16384):
         g = torch.Generator().manual_seed(tokens)
-        h = torch.randn(2, tokens, 12, generator=g) * 3
+        h = (torch.randn(2, tokens + 3, 12, generator=g) * 3)[:, 3:]  # rows further apart than tokens x channels
+        assert not h.is_contiguous()
         h[..., :2] *= 1e5  # massive channels: inf in float16
         h[1, -1, 5], h[1, 0, 6], h[0, tokens // 2, 7] = float("inf"), float("nan"), -float("inf")
         h[0, :, 8], h[1, : tokens // 2 + 1, 9] = 0.0, -7.0  # a zero channel, a tied median
-        for x in (h, h.to(torch.bfloat16), h.to(torch.float16)):
+        tokens_last = h.transpose(1, 2).contiguous().transpose(1, 2)  # channels strided, tokens contiguous
+        for x in (h, h.to(torch.bfloat16), h.to(torch.float16), tokens_last):
             got, bad = _device_stats(x)
             ref = channel_stats(x)
             exact = [bool(np.array_equal(got[i].numpy(), ref[i].numpy(), equal_nan=True)) for i in (1, 3)]
@@ -42,7 +44,7 @@ def test_fused_kernel_equals_host_statistics():
     out = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
-    assert len(report) == 15
+    assert len(report) == 24
     for tokens, dtype, exact, close, bad, expect_bad in report:
         assert exact == [True, True], (tokens, dtype, "max|x| and median must be exact")
         assert close == [True, True], (tokens, dtype, "mean|x| and rms to float32 rounding")
