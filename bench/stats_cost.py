@@ -4,7 +4,8 @@ For one value of a given shape (rows, tokens, channels), dtype and device, it ti
   block      one Flux transformer block of that width on that value and --txt text tokens (single-stream; the
              double-stream one too), without rotary embeddings: what the model spends per recorded name
   stats      what the recorder runs per value (value_stats: mean|x|, max|x|, rms, exact median|x| and the inf/nan
-             count); on a CUDA device with Triton, one copy and one fused kernel (dit_lens/_stats_kernel.py)
+             count); on a CUDA device with Triton, one fused kernel (dit_lens/_stats_kernel.py), 32k values a
+             program (tile 8k, 16k, 64k: the same with other tile sizes)
   torch      the same with torch ops only (what runs without Triton): |x| copy, three sums, torch.median, count
   sums       the torch path's |x| copy and three sums alone
 and, for the median's selection, these torch alternatives on |x| laid out tokens-last (each checked equal):
@@ -137,6 +138,14 @@ def main():
         for name, fn in fns.items():
             res[name] = timed(fn, rep)
             res[name + " launch"] = launch.get(fn)
+        if dev.type == "cuda" and _stats_kernel.triton is not None:  # the kernel's tile: values per program
+            default = _stats_kernel._TILE
+            for tile in (8192, 16384, 65536):
+                _stats_kernel._TILE = tile
+                fn = (lambda: value_stats(h))
+                res[f"tile {tile // 1024}k"] = timed(fn, rep)
+                res[f"tile {tile // 1024}k launch"] = launch.get(fn)
+            _stats_kernel._TILE = default
         x = h.abs().transpose(1, 2).contiguous()
         k = (T - 1) // 2
         bits = x.view({2: torch.int16, 4: torch.int32}[x.element_size()])
