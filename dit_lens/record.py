@@ -206,6 +206,16 @@ def _claim(url, samples, storage_options, takeover: bool) -> list:
     return paths
 
 
+def _describe(v) -> str:
+    """A pipeline argument that JSON cannot hold, as provenance: a tensor or array by shape, dtype and a hash of its
+    bytes (embeddings: which ones made this store), anything else by ``str``."""
+    if torch.is_tensor(v) or isinstance(v, np.ndarray):
+        a = v.detach().cpu().reshape(-1).contiguous() if torch.is_tensor(v) else np.ascontiguousarray(v).reshape(-1)
+        raw = a.view(torch.uint8).numpy() if torch.is_tensor(a) else a.view(np.uint8)
+        return f"{type(v).__name__}{tuple(v.shape)} {v.dtype} sha256:{hashlib.sha256(raw.tobytes()).hexdigest()[:16]}"
+    return str(v)
+
+
 def _layers_per_chunk(tokens: int, channels: int, encoding: str, target: int = 8 << 20) -> int:
     """Layers per chunk so one chunk holds about ``target`` bytes (at least one layer)."""
     per_layer = tokens * channels * (4 if encoding == "float32" else 2)
@@ -257,7 +267,7 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
     attrs = dict(model_class=type(lens.pipeline.transformer).__name__, pipeline_class=type(lens.pipeline).__name__,
                  config_hash=config_hash(lens.pipeline), dit_lens_version=__version__,
                  num_inference_steps=n_steps,
-                 pipeline_kwargs=json.dumps(pipeline_kwargs, sort_keys=True, default=str))
+                 pipeline_kwargs=json.dumps(pipeline_kwargs, sort_keys=True, default=_describe))
     layout = Layout(prompts=all_prompts, seeds=all_seeds, steps=len(step_index), step_index=step_index,
                     layers=layers, depth=[lens.depth(x + ".img.resid_post") if f"{x}.img.resid_post" in lens
                                           else lens.depth(x + ".txt.resid_post") for x in layers],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -136,6 +137,9 @@ def test_embeddings_for_every_sample_are_cut_per_batch(tmp_path):
     record(lens, half, list("abcd"), samples=[2, 3], resume=True, **opts, **rows)  # exactly one batch's rows
     a, b = (open_store(u).dit.sel("double.0.img.resid_post").values for u in (whole, half))
     assert np.array_equal(a[2:], b[2:]) and not np.array_equal(a[:2], a[2:])
+    described = json.loads(open_store(whole).attrs["pipeline_kwargs"])  # provenance: shape, dtype, content hash
+    assert described["prompt_embeds"].startswith("Tensor(4, 6, 32) torch.float32 sha256:")
+    assert described["prompt_embeds"] != json.loads(open_store(half).attrs["pipeline_kwargs"])["prompt_embeds"]
     bad = {k: v[:3] if k.endswith("embeds") else v for k, v in kw.items()}
     with pytest.raises(ValueError, match="one row per sample of the store"):
         record(lens, str(tmp_path / "bad.zarr"), list("abcd"), batch_size=2, **opts, **bad)
