@@ -122,6 +122,7 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
         def fn():
             url = str(root / f"{kind}.zarr")
             shutil.rmtree(url, ignore_errors=True)
+            shutil.rmtree(url + ".claims", ignore_errors=True)  # left by a run that was stopped
             opts = dict(seeds=[0], names=names, num_inference_steps=steps, batch_size=batch,
                         stats_only=kind == "stats", progress=False)
             record(lens, url, prompts, samples=[] if kind == "empty" else None, **opts, **kw)

@@ -10,10 +10,10 @@
     _nonfinite(h, peak)             the count of inf/nan values on the host, computed only when max|x| says so
     StepStats                       a step's statistics and counts, brought to the host in one transfer
 
-The recorder calls ``channel_stats`` on the model's thread, where the value lives: on the CPU the sums use torch's
+The recorder calls ``value_stats`` on the model's thread, where the value lives: on the CPU the sums use torch's
 intra-op threads and the median an in-place numpy selection in a reused buffer; a device value is reduced entirely
 on its device, and a step's per-channel numbers cross to the host in one copy that the model thread does not wait
-for (the writer thread does).
+for (the writer thread does, in ``StepStats.get``).
 """
 
 from __future__ import annotations
@@ -155,11 +155,12 @@ class StepStats:
     def __init__(self, stats: dict, counts: list, timestep: torch.Tensor):
         self.names, values = list(stats), list(stats.values())
         timestep = timestep.detach().flatten()[0]
+        device = values[0].device if values else timestep.device
         self._event = None
-        if timestep.device.type == "cpu":
+        if device.type == "cpu":
             self._stats, self._scalars = [v.numpy() for v in values], (sum(int(c) for c in counts), float(timestep))
             return
-        device = timestep.device
+        timestep = timestep.to(device)
         stacked = torch.stack(values) if values else torch.empty((0,), device=device)
         count = torch.stack([torch.as_tensor(c, device=device) for c in counts]).sum() if counts \
             else torch.zeros((), device=device)
@@ -177,7 +178,7 @@ class StepStats:
     def get(self) -> tuple[dict, int, float]:
         """({name: (4, rows, channels) float32 numpy}, non-finite count, timestep), once the copy has landed."""
         if self._event is not None:
-            self._event.synchronize()
-            self._stats, self._event = list(self._stats.numpy()), None
+            self._event.synchronize()  # then out of pinned memory, which goes back to torch's cache
+            self._stats, self._scalars, self._event = list(self._stats.numpy().copy()), self._scalars.clone(), None
         count, t = self._scalars
         return dict(zip(self.names, self._stats)), int(count), float(t)
