@@ -211,7 +211,8 @@ def writes(root: Path, mb: int) -> None:
     print(f"   zarr, 8 chunks per call  {n8 * 4 / tz8:7.0f} MiB/s   ratio {tt / tz8 * n8 / n:.2f}")
     print(f"   direct chunk writes      {n * 4 / td:7.0f} MiB/s   ratio {tt / td:.2f} (the recorder's path)")
     print(f"   np.tofile                {n * 4 / tt:7.0f} MiB/s")
-    print(f"   codec alone (numcodecs)  {n * 4 / tc:7.0f} MiB/s   (compression is not the bottleneck when this is high)")
+    print(f"   codec alone (numcodecs)  {n * 4 / tc:7.0f} MiB/s   "
+          f"(compression is not the bottleneck when this is high)")
 
 
 def reductions(root: Path, gb: float) -> None:

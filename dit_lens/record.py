@@ -251,6 +251,10 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     all_prompts = [p for p in prompts for _ in seeds]
     all_seeds = [int(s) for _ in prompts for s in seeds]
+    if "prompt_embeds" in pipeline_kwargs:  # the embeddings' rows, checked before anything is written
+        first = (list(range(len(all_prompts))) if samples is None else sorted(int(s) for s in samples))[:batch_size]
+        if first:
+            _batch_embeds(pipeline_kwargs, first, len(all_prompts))
     layers = list(dict.fromkeys(n.rsplit(".", 2)[0] for n in names))
     channels = {lens.shape(n)[1] for n in names}
     if len(channels) != 1:

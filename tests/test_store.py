@@ -143,6 +143,7 @@ def test_embeddings_for_every_sample_are_cut_per_batch(tmp_path):
     bad = {k: v[:3] if k.endswith("embeds") else v for k, v in kw.items()}
     with pytest.raises(ValueError, match="one row per sample of the store"):
         record(lens, str(tmp_path / "bad.zarr"), list("abcd"), batch_size=2, **opts, **bad)
+    assert not (tmp_path / "bad.zarr").exists()  # refused before the store was created
 
 
 def test_values_above_float16_range_survive_and_bf16_is_exact(tmp_path):
