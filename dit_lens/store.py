@@ -2,7 +2,8 @@
 
     SCHEMA_VERSION
     Layout(...)                 what a store holds: samples, steps, layers, names, token counts, mode, encoding
-    create(url, layout, ...)    write the fixed-shape template (metadata + coordinates, no data chunks)
+    create(url, layout, ...)    write the fixed-shape template (metadata + coordinates, no data chunks), in one
+                                concurrent round of writes
     ensure_images(group, n, shape)   add the uint8 image variables once a run's images (and so their shape) exist
     uint8_images(images)        a pipeline's output as the uint8 (n, H, W, 3) the store keeps, or None (latents)
     open_group(url, ...)        the zarr group for writers (checks the schema version)
@@ -71,10 +72,6 @@ class Layout:
         return out
 
 
-def _storage(url, storage_options):
-    return dict(storage_options=storage_options) if storage_options else {}
-
-
 def create(url: str, layout: Layout, storage_options: dict | None = None) -> None:
     import dask.array as da
     import xarray as xr
@@ -117,13 +114,40 @@ def create(url: str, layout: Layout, storage_options: dict | None = None) -> Non
     attrs = dict(layout.attrs, dit_lens_schema=SCHEMA_VERSION, layout=json.dumps(asdict(layout)), cfg=layout.cfg,
                  mode=layout.mode, encoding=layout.encoding, names=list(layout.names))
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    from zarr.storage import MemoryStore
+
+    template = MemoryStore()  # xarray's encoding, written where each of its ~50 calls is cheap
+    ds.to_zarr(template, mode="w-", compute=False, encoding=enc, zarr_format=3, consolidated=False)
+    _copy_new(template, url, storage_options)
+
+
+def _copy_new(template, url: str, storage_options: dict | None) -> None:
+    """Every object of ``template`` to a new store at ``url``, all at once: one concurrent round of writes (on
+    object storage ~50 sequential requests became one burst: 1.0 -> 0.2 s on the loopback S3 server)."""
+    import asyncio
+
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+    from zarr.storage import FsspecStore, LocalStore
+
+    async def copy():
+        remote = "://" in url and not url.startswith("file://")
+        dst = FsspecStore.from_url(url, storage_options=storage_options) if remote \
+            else LocalStore(url.removeprefix("file://"))
+        if await dst.exists("zarr.json"):
+            raise FileExistsError(url)
+        keys = [k async for k in template.list()]
+        values = await asyncio.gather(*(template.get(k, default_buffer_prototype()) for k in keys))
+        await asyncio.gather(*(dst.set(k, v) for k, v in zip(keys, values) if k != "zarr.json"))
+        await dst.set("zarr.json", values[keys.index("zarr.json")])  # the group's metadata last: a store appears
+        # only once its arrays are in place
+
     try:
-        ds.to_zarr(url, mode="w-", compute=False, encoding=enc, zarr_format=3, consolidated=False,
-                   **_storage(url, storage_options))
+        sync(copy())
     except FileExistsError as e:
         raise StoreError(f"{url} already exists: pass resume=True to complete it, or choose a new path") from e
-    except (PermissionError, OSError) as e:
-        raise StoreError(f"cannot create a store at {url}: {e}") from e
+    except Exception as e:  # noqa: BLE001 - unreachable endpoints, permissions, full disks raise many kinds
+        raise StoreError(f"cannot create a store at {url}: {type(e).__name__}: {e}") from e
 
 
 def read_layout(group) -> Layout:
