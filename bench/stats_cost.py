@@ -142,7 +142,7 @@ def main():
             default = _stats_kernel._TILE
             for tile in (8192, 16384, 65536):
                 _stats_kernel._TILE = tile
-                fn = (lambda: value_stats(h))
+                fn = lambda: value_stats(h)  # noqa: E731
                 res[f"tile {tile // 1024}k"] = timed(fn, rep)
                 res[f"tile {tile // 1024}k launch"] = launch.get(fn)
             _stats_kernel._TILE = default

@@ -18,7 +18,7 @@ import xarray as xr
 from dit_lens import Lens
 from dit_lens._stats import StepStats, _device_stats, _nonfinite, channel_stats
 from dit_lens.record import record
-from dit_lens.store import StoreError, open_group, open_store
+from dit_lens.store import Layout, StoreError, create, open_group, open_store
 from tiny_pipelines import flux
 
 PROMPTS = ["a red circle on a blue background", "a green square on a white background",
@@ -418,6 +418,10 @@ def test_unreachable_url_is_a_clear_error():
             "config_kwargs": {"connect_timeout": 1, "retries": {"max_attempts": 1}}}
     with pytest.raises(StoreError, match="cannot open|no dit-lens store"):
         open_store("s3://nowhere/x.zarr", **opts)
+    layout = Layout(prompts=["p"], seeds=[0], steps=1, step_index=[0], layers=["double.0"], depth=[0],
+                    names=["double.0.img.resid_post"], tokens={"img": 4}, channels=2, grid=[2, 2], image_shape=None)
+    with pytest.raises(StoreError, match="cannot create a store at s3://nowhere/x.zarr"):
+        create("s3://nowhere/x.zarr", layout, opts)
 
 
 def test_nonfinite_values_are_reported_not_hidden(tmp_path):
