@@ -58,7 +58,7 @@ def _record(a) -> int:
     if not prompts:
         raise ValueError("no prompts: give --prompts or --prompts-file")
     opts = json.loads(a.storage_options) if a.storage_options else None
-    lens = Lens(a.model)
+    lens = Lens(a.model, device=a.device)
     kwargs = {} if a.guidance_scale is None else {"guidance_scale": a.guidance_scale}
     record(lens, a.store, prompts, seeds=a.seeds, names=a.names, num_inference_steps=a.num_inference_steps,
            steps=a.record_steps, cfg=a.cfg, stats_only=a.stats_only, batch_size=a.batch_size,
@@ -146,6 +146,8 @@ def main(argv=None) -> int:
     r.add_argument("--cfg", choices=["cond", "uncond"], default="cond")
     r.add_argument("--guidance-scale", type=float, default=None)
     r.add_argument("--stats-only", action="store_true", help="per-channel statistics only (no tokens)")
+    r.add_argument("--device", default=None,
+                   help="run the model there, e.g. cuda (statistics are then reduced on it); default: as loaded")
     r.add_argument("--batch-size", type=int, default=4)
     r.add_argument("--samples", nargs="+", type=int, default=None, help="record only these sample indices")
     r.add_argument("--resume", action="store_true", help="complete an interrupted store (or join one)")

@@ -1,7 +1,7 @@
 """Lens: a diffusers DiT pipeline under nnsight, addressed by canonical names.
 
-    Lens(model)                  wrap a pipeline object, a save_pretrained folder, a hub id, or "tiny"; validates
-                                 every block against its adapter with a one-step dry run
+    Lens(model, device=None)     wrap a pipeline object, a save_pretrained folder, a hub id, or "tiny" (moved to
+                                 ``device`` first); validates every block against its adapter with a one-step dry run
       .names(pattern=None)       canonical names in execution (depth) order; globs expand
       .shape(name)               (tokens, channels) of a name in the dry run
       .info()                    model class, adapter, blocks with depth, names with shapes (JSON-ready)
@@ -74,8 +74,17 @@ def _prompt_args(prompt) -> tuple:
     return () if prompt is None else (prompt,)
 
 
+def _check_device(device) -> None:
+    device = torch.device(device)  # an unknown type raises here, naming the valid ones
+    if device.type == "cuda" and not torch.cuda.is_available():
+        built = "with" if torch.backends.cuda.is_built() else "without"
+        raise ValueError(f"device {str(device)!r}: torch {torch.__version__} (built {built} CUDA) sees no CUDA device")
+
+
 class Lens:
-    def __init__(self, model=TINY, *, example: dict | None = None, **load_kwargs):
+    def __init__(self, model=TINY, *, example: dict | None = None, device=None, **load_kwargs):
+        if device is not None:
+            _check_device(device)  # before any loading
         if isinstance(model, str):
             if model == TINY:
                 from .tiny import pipeline as tiny
@@ -88,6 +97,8 @@ class Lens:
         else:
             self.model = _nnsight.wrap_pipeline(model)
         self.pipeline = self.model.pipeline
+        if device is not None:  # before the validation dry run, which then runs there too
+            self.pipeline.to(device)
         transformer = getattr(self.pipeline, "transformer", None)
         if transformer is None:
             raise TypeError(f"{type(self.pipeline).__name__} has no 'transformer' component; dit-lens reads "

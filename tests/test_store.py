@@ -403,7 +403,7 @@ def test_cli_record_and_info(tmp_path, capsys):
 
     url = str(tmp_path / "cli.zarr")
     assert main(["record", url, "--prompts", *PROMPTS[:2], "--seeds", "0", "1", "--num-inference-steps", "3",
-                 "--names", "double.*.img.resid_post", "--stats-only"]) == 0
+                 "--names", "double.*.img.resid_post", "--stats-only", "--device", "cpu"]) == 0
     capsys.readouterr()
     assert main(["info", url, "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -411,6 +411,11 @@ def test_cli_record_and_info(tmp_path, capsys):
     assert info["names"] == ["double.0.img.resid_post", "double.1.img.resid_post"]
     assert main(["record", url, "--prompts", "x", "--num-inference-steps", "3"]) == 2  # exists: a clear error
     assert "already exists" in capsys.readouterr().err
+    assert main(["record", str(tmp_path / "nowhere.zarr"), "--prompts", "x", "--device", "nodevice"]) == 2
+    assert "nodevice" in capsys.readouterr().err and not (tmp_path / "nowhere.zarr").exists()
+    if not torch.cuda.is_available():
+        assert main(["record", str(tmp_path / "nowhere.zarr"), "--prompts", "x", "--device", "cuda"]) == 2
+        assert "sees no CUDA device" in capsys.readouterr().err
 
 
 def test_unreachable_url_is_a_clear_error():
