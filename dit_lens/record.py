@@ -337,7 +337,7 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
     gens = [torch.Generator().manual_seed(layout.seeds[s]) for s in batch]
     tok_index = None if img_tokens is None else torch.tensor(img_tokens)
     names = layout.names
-    scratch: dict = {}  # channel_stats' buffers, reused at every step
+    scratch: dict = {}  # value_stats' host buffers, reused at every step
     if "prompt_embeds" in kwargs:  # an embeddings-driven pipeline: prompts are labels, embeds rows are samples
         kwargs = _batch_embeds(kwargs, batch, len(layout.prompts))
         prompts = None

@@ -123,7 +123,7 @@ def create(url: str, layout: Layout, storage_options: dict | None = None) -> Non
 
 def _copy_new(template, url: str, storage_options: dict | None) -> None:
     """Every object of ``template`` to a new store at ``url``, all at once: one concurrent round of writes (on
-    object storage ~50 sequential requests became one burst: 1.0 -> 0.2 s on the loopback S3 server)."""
+    object storage ~50 sequential requests became one burst: 1.0 -> 0.33 s on the loopback S3 server)."""
     import asyncio
 
     from zarr.core.buffer import default_buffer_prototype
