@@ -98,7 +98,7 @@ def main():
     from diffusers.models.transformers.transformer_flux import FluxSingleTransformerBlock, FluxTransformerBlock
 
     from dit_lens import _stats_kernel
-    from dit_lens._stats import _sums, channel_stats, value_stats
+    from dit_lens._stats import _abs_tokens_last, _sums, channel_stats, value_stats
 
     dev, dtype = torch.device(a.device), getattr(torch, a.dtype)
     R, T, C = a.rows, a.tokens, a.channels
@@ -123,7 +123,7 @@ def main():
         fns = {"stats": lambda: value_stats(h, scratch)}
         if dev.type == "cpu":
             buf = torch.empty((R, C, T), dtype=torch.float32)
-            fns["sums"] = lambda: _sums(h, buf)
+            fns["sums"] = lambda: _sums(_abs_tokens_last(h, buf))
         else:
             fns["torch"] = lambda: _torch_stats(h)
             fns["sums"] = lambda: _device_sums(h)

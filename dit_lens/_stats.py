@@ -1,8 +1,11 @@
 """Per-channel statistics of one recorded value, reduced where the value lives (what a stats-only store keeps).
 
     channel_stats(h, scratch=None)  (rows, tokens, channels) -> (4, rows, channels): mean|x|, max|x|, rms, median|x|
-    value_stats(h, scratch=None)    the same and the count of inf/nan values (what the recorder calls)
-    _sums(h, a)                     the first three, and |x| laid out tokens-last in ``a`` for the median (host)
+    value_stats(h, scratch=None)    the same and the count of inf/nan values
+    StepReducer                     a step's values, name by name -> StepStats (what the recorder calls): host
+                                    values reduced together, device values one kernel each
+    _abs_tokens_last(h, a)          |x| laid out (rows, channels, tokens) in ``a`` (host)
+    _sums(a)                        the first three from that layout
     _median_into(out, a)            the exact lower median over tokens, in numpy (host values)
     _lower_median_bits(bits)        its selection: a partition, or two sorted halves for 513-1024 tokens
     _device_stats(h)                all four and the count on a device: one fused Triton pass over the value
@@ -10,10 +13,12 @@
     _nonfinite(h, peak)             the count of inf/nan values on the host, computed only when max|x| says so
     StepStats                       a step's statistics and counts, brought to the host in one transfer
 
-The recorder calls ``value_stats`` on the model's thread, where the value lives: on the CPU the sums use torch's
-intra-op threads and the median an in-place numpy selection in a reused buffer; a device value is reduced entirely
-on its device, and a step's per-channel numbers cross to the host in one copy that the model thread does not wait
-for (the writer thread does, in ``StepStats.get``).
+The recorder reduces on the model's thread, where the value lives. On the CPU each value's |x| is laid out
+tokens-last in a buffer shared by the step's values of one shape, and the buffer is reduced at once at the step's
+end (sums with torch's intra-op threads, the median an in-place numpy selection): one set of reductions per step
+instead of one per value (6 values of 8 x 256 x 128: 3.4 -> 2.4 ms). A device value is reduced entirely on its
+device as it arrives, and a step's per-channel numbers cross to the host in one copy that the model thread does not
+wait for (the writer thread does, in ``StepStats.get``).
 """
 
 from __future__ import annotations
@@ -42,26 +47,33 @@ def channel_stats(h: torch.Tensor, scratch: dict | None = None) -> torch.Tensor:
     scratch = {} if scratch is None else scratch
     if key not in scratch:
         scratch[key] = torch.empty((rows, C, T), dtype=torch.float32, device=h.device)
-    out, a = _sums(h, scratch[key])
+    a = _abs_tokens_last(h, scratch[key])
+    out = _sums(a)
     _median_into(out.numpy(), a.numpy())
     return out
 
 
-def _sums(h: torch.Tensor, a: torch.Tensor) -> tuple:
-    """mean|x|, max|x| and rms over tokens in rows 0-2 of a new (4, rows, channels) tensor (row 3 is left for the
-    median), and |x| laid out (rows, channels, tokens) in ``a``."""
-    rows, T, C = h.shape
+def _abs_tokens_last(h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """|h| (rows, tokens, channels) laid out (rows, channels, tokens) in the float32 buffer ``a`` (bf16/fp16 values
+    are exact in float32)."""
     h = h.detach().transpose(1, 2)
     if h.dtype == torch.float32:
         torch.abs(h, out=a)
-    else:  # bf16/fp16 values are exact in float32
+    else:
         a.copy_(h).abs_()
-    out = torch.empty((4, rows, C), dtype=torch.float32, device=h.device)
+    return a
+
+
+def _sums(a: torch.Tensor) -> torch.Tensor:
+    """mean, max and rms of ``a`` (rows, channels, tokens) over tokens in rows 0-2 of a new (4, rows, channels)
+    tensor (row 3 is left for the median)."""
+    rows, C, T = a.shape
+    out = torch.empty((4, rows, C), dtype=torch.float32, device=a.device)
     torch.mean(a, 2, out=out[0])
     torch.amax(a, 2, out=out[1])
     torch.linalg.vector_norm(a, 2, dim=2, out=out[2])
     out[2].div_(T ** 0.5)
-    return out, a
+    return out
 
 
 def _median_into(out: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -145,6 +157,57 @@ def _nonfinite(h: torch.Tensor, peak: torch.Tensor) -> int:
     if torch.isfinite(peak).all():
         return 0
     return int((~torch.isfinite(h)).sum())
+
+
+_GROUP_BYTES = 16 << 20  # host values of one shape reduced together: up to this much |x| per reduction
+
+
+class StepReducer:
+    """A step's statistics, value by value: ``add(name, h)`` for each recorded value, then ``finish(timestep)`` ->
+    ``StepStats``; one reducer serves every step of a batch (its host buffers are reused). Device values are reduced
+    as they arrive (``value_stats``: one kernel each, nothing waits). Host values are laid out tokens-last as |x|
+    into a buffer per shape and reduced together when it is full (16 MB) or the step ends; the inf/nan count comes
+    from the same buffer, and only when a channel's max|x| says there are any."""
+
+    def __init__(self, max_values: int):
+        self.max_values = max(1, int(max_values))
+        self._buffers: dict = {}  # (rows, channels, tokens) -> (n, rows, channels, tokens) float32, kept
+        self._pending: dict = {}  # (rows, channels, tokens) -> names laid out in that buffer, not yet reduced
+        self._stats: dict = {}
+        self._counts: list = []
+
+    def add(self, name: str, h: torch.Tensor) -> None:
+        if h.device.type != "cpu":
+            self._stats[name], count = _device_stats(h)
+            self._counts.append(count)
+            return
+        rows, T, C = h.shape
+        key = (rows, C, T)
+        if key not in self._buffers:
+            n = min(self.max_values, max(1, _GROUP_BYTES // (rows * C * T * 4)))
+            self._buffers[key] = torch.empty((n, rows, C, T), dtype=torch.float32)
+        names = self._pending.setdefault(key, [])
+        _abs_tokens_last(h, self._buffers[key][len(names)])
+        names.append(name)
+        if len(names) == len(self._buffers[key]):
+            self._reduce(key)
+
+    def _reduce(self, key: tuple) -> None:
+        names = self._pending.pop(key)
+        rows, C, T = key
+        a = self._buffers[key][:len(names)].view(len(names) * rows, C, T)
+        out = _sums(a)
+        _median_into(out.numpy(), a.numpy())
+        self._counts.append(0 if torch.isfinite(out[1]).all() else int((~torch.isfinite(a)).sum()))
+        for i, name in enumerate(names):
+            self._stats[name] = out[:, i * rows:(i + 1) * rows]
+
+    def finish(self, timestep: torch.Tensor) -> "StepStats":
+        """The step's ``StepStats`` (every value added since the last ``finish``)."""
+        for key in list(self._pending):
+            self._reduce(key)
+        stats, counts, self._stats, self._counts = self._stats, self._counts, {}, []
+        return StepStats(stats, counts, timestep)
 
 
 class StepStats:

@@ -26,7 +26,7 @@ import torch
 
 from . import __version__
 from ._chunks import chunk_writer
-from ._stats import StepStats, value_stats
+from ._stats import StepReducer
 from .store import Layout, StoreError, create, ensure_images, open_group, read_layout, uint8_images
 
 _STOP = object()
@@ -337,7 +337,7 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
     gens = [torch.Generator().manual_seed(layout.seeds[s]) for s in batch]
     tok_index = None if img_tokens is None else torch.tensor(img_tokens)
     names = layout.names
-    scratch: dict = {}  # value_stats' host buffers, reused at every step
+    reducer = StepReducer(len(names))  # its host buffers are reused at every step
     if "prompt_embeds" in kwargs:  # an embeddings-driven pipeline: prompts are labels, embeds rows are samples
         kwargs = _batch_embeds(kwargs, batch, len(layout.prompts))
         prompts = None
@@ -347,20 +347,18 @@ def _record_batch(lens, writer, layout, batch, n_steps, keep_steps, cfg, stats_o
             if step.branch not in ("batch", cfg):
                 continue  # sequential CFG: the other branch's call
             if step.index in keep_steps:
-                bad, stats = [], {}
                 for name in names:
                     h = run.read(name, cfg)
                     if tok_index is not None and ".img." in name:
                         h = h[:, tok_index.to(h.device)]
                     # reduced where h lives: only per-channel numbers cross from a device to the host
-                    stats[name], count = value_stats(h, scratch)
-                    bad.append(count)
+                    reducer.add(name, h)
                     if not stats_only:
                         value = h.detach().to("cpu", copy=True)
                         value = value.view(torch.int16).numpy().view(np.uint16) \
                             if value.dtype == torch.bfloat16 else value.numpy()
                         writer.put(("data", batch, step.index, name, value))
-                writer.put(("commit", batch, step.index, StepStats(stats, bad, step.timestep)))
+                writer.put(("commit", batch, step.index, reducer.finish(step.timestep)))
             bar.update(len(batch))
         out = lens.model.output.save()
     images = uint8_images(out.images)

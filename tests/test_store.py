@@ -16,7 +16,8 @@ import torch
 import xarray as xr
 
 from dit_lens import Lens
-from dit_lens._stats import StepStats, _device_stats, _nonfinite, channel_stats
+from dit_lens import _stats
+from dit_lens._stats import StepReducer, StepStats, _device_stats, _nonfinite, channel_stats
 from dit_lens.record import record
 from dit_lens.store import Layout, StoreError, create, open_group, open_store
 from tiny_pipelines import flux
@@ -124,6 +125,28 @@ def test_step_stats_carry_statistics_counts_and_timestep():
                               torch.tensor([0.75, 0.75])).get()
     assert list(got) == list(stats) and count == 6 and t == 0.75
     assert np.array_equal(got["double.1.img.resid_post"], stats["double.1.img.resid_post"].numpy(), equal_nan=True)
+
+
+@pytest.mark.parametrize("group_bytes", [1, 3 * 2 * 40 * 33 * 4, 16 << 20])  # one value, three, all at a time
+def test_step_reducer_equals_per_value_statistics(monkeypatch, group_bytes):
+    """Host values of two shapes, reduced together (up to a buffer's worth), over two steps reusing the buffers:
+    each name's statistics equal channel_stats of its value alone; the inf/nan count is the step's total."""
+    monkeypatch.setattr(_stats, "_GROUP_BYTES", group_bytes)
+    g = torch.Generator().manual_seed(1)
+    reducer = StepReducer(max_values=5)
+    for step in range(2):
+        values = {f"single.{i}.img.resid_post": torch.randn(2, 33, 40, generator=g) * (i + 1) for i in range(4)}
+        values["double.0.txt.resid_post"] = torch.randn(2, 7, 40, generator=g).to(torch.bfloat16)
+        values["single.1.img.resid_post"][..., 3] *= 1e6
+        values["single.2.img.resid_post"][1, 4, 5] = float("nan")
+        values["double.0.txt.resid_post"][0, 1, 2] = float("inf")
+        for name, h in values.items():
+            reducer.add(name, h)
+        got, count, t = reducer.finish(torch.tensor([0.5 - step / 4])).get()
+        assert list(got) == list(values) and count == 2 and t == 0.5 - step / 4
+        for name, h in values.items():
+            assert np.array_equal(got[name], channel_stats(h).numpy(), equal_nan=True), (name, step)
+    assert len(reducer._buffers) == 2 and not reducer._pending
 
 
 def test_embeddings_for_every_sample_are_cut_per_batch(tmp_path):
