@@ -35,6 +35,19 @@ def _timeit(fn, repeats):
     return statistics.median(times)
 
 
+def _median_ci(values, level: float = 0.95) -> tuple:
+    """A distribution-free confidence interval for the median of ``values``: the order statistics whose ranks a
+    Binomial(n, 1/2) count falls between with probability >= ``level`` ((None, None) below 6 values)."""
+    from math import comb
+
+    x, n = sorted(values), len(values)
+    cdf = np.cumsum([comb(n, i) for i in range(n + 1)]) / 2 ** n
+    j = int(np.searchsorted(cdf, (1 - level) / 2, side="right"))  # P(count < j) <= (1 - level) / 2
+    if j < 1:
+        return None, None
+    return x[j - 1], x[n - j]
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -134,8 +147,9 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
         f()  # warm-up
         _sync(device)
     times = {k: [] for k in fns}
-    for _ in range(repeats):  # interleaved, so drift of a shared machine hits every variant alike
-        for k, f in fns.items():
+    for r in range(repeats):  # interleaved, forwards then backwards, so drift of a shared machine hits every
+        for k in (list(fns) if r % 2 == 0 else list(fns)[::-1]):  # variant alike and cancels in the pairs
+            f = fns[k]
             t0 = time.perf_counter()
             f()
             _sync(device)
@@ -147,9 +161,12 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
     for k, v in t.items():
         print(f"   {k:<6} {v:7.2f} s   (each run: {' '.join(f'{x:.2f}' for x in times[k])})")
 
-    def paired(k):  # each run against the plain run next to it: drift of a shared machine cancels
+    def paired(k):  # each run against the plain run of its round: drift of a shared machine cancels
         r = sorted(a / b for a, b in zip(times[k], times["plain"]))
-        return f"paired {statistics.median(r):.3f}x (quartiles {np.percentile(r, 25):.3f}-{np.percentile(r, 75):.3f})"
+        lo, hi = _median_ci(r)
+        ci = f", 95% CI {lo:.3f}-{hi:.3f}" if lo is not None else ""
+        return (f"paired {statistics.median(r):.3f}x (quartiles {np.percentile(r, 25):.3f}-"
+                f"{np.percentile(r, 75):.3f}{ci})")
     if "full" in t:
         size = sum(p.stat().st_size for p in (root / "full.zarr").rglob("*") if p.is_file())
         print(f"   full/plain  {t['full'] / t['plain']:.3f}x  {paired('full')}  (goal <= 1.25)   "
