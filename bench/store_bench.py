@@ -9,6 +9,10 @@
                                 [--dir /tmp/dit-lens-bench] [--only recording|writes|reductions]
                                 [--model tiny|flux|flux-dev] [--device cpu|cuda] [--kinds plain,full,stats,empty]
 
+Recording variants run interleaved (forwards, then backwards in the next round); besides the ratio of median times it
+prints the median of each run's ratio to the plain run of its round, with a distribution-free 95% confidence interval
+(order statistics), since single runs on a shared machine swing by 10-30%.
+
 ``--model flux-dev`` is a random-weight transformer of Flux.1-dev's size (19 + 38 blocks, width 3072, bf16) at
 1024 x 1024 (4096 image tokens, 512 text tokens): it needs a GPU (``--device cuda``, ~24 GB), and its full
 recording writes 1.4 GB per step, so ``--kinds plain,stats,empty`` is the useful choice there.
@@ -17,6 +21,7 @@ recording writes 1.4 GB per step, so ``--kinds plain,stats,empty`` is the useful
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import time
@@ -132,28 +137,43 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
             plain_batch(b, steps)
 
     def rec(kind):
-        def fn():
-            url = str(root / f"{kind}.zarr")
+        url = str(root / f"{kind}.zarr")
+
+        def clear():  # the last run's store goes before the clock starts (removing 462 MB is not recording)
             shutil.rmtree(url, ignore_errors=True)
             shutil.rmtree(url + ".claims", ignore_errors=True)  # left by a run that was stopped
+
+        def fn():
             opts = dict(seeds=[0], names=names, num_inference_steps=steps, batch_size=batch,
                         stats_only=kind == "stats", progress=False)
             record(lens, url, prompts, samples=[] if kind == "empty" else None, **opts, **kw)
-        return fn
+        return fn, clear
 
-    fns = {"plain": plain, "full": rec("full"), "stats": rec("stats"), "empty": rec("empty")}
-    fns = {k: f for k, f in fns.items() if k in kinds or k == "plain"}
-    for f in fns.values():
+    variants = {"plain": (plain, lambda: None), **{k: rec(k) for k in ("full", "stats", "empty")}}
+    variants = {k: v for k, v in variants.items() if k in kinds or k == "plain"}
+
+    def flush():  # a run's written pages reach the disk before the next run starts, not during it
+        t0 = time.perf_counter()
+        os.sync()
+        return time.perf_counter() - t0
+
+    for f, clear in variants.values():
+        clear()
         f()  # warm-up
         _sync(device)
-    times = {k: [] for k in fns}
+        flush()
+    times = {k: [] for k in variants}
+    flushes = {k: [] for k in variants}
     for r in range(repeats):  # interleaved, forwards then backwards, so drift of a shared machine hits every
-        for k in (list(fns) if r % 2 == 0 else list(fns)[::-1]):  # variant alike and cancels in the pairs
-            f = fns[k]
+        for k in (list(variants) if r % 2 == 0 else list(variants)[::-1]):  # variant alike and cancels in pairs
+            f, clear = variants[k]
+            clear()
+            flush()
             t0 = time.perf_counter()
             f()
             _sync(device)
             times[k].append(time.perf_counter() - t0)
+            flushes[k].append(flush())
     t = {k: statistics.median(v) for k, v in times.items()}
     where = "CPU" if device == "cpu" else torch.cuda.get_device_name(device) if device.startswith("cuda") else device
     print(f"\n1. recording ({n_prompts} prompts in batches of {batch} x {steps} steps, {label}, on {where}, "
@@ -170,7 +190,8 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
     if "full" in t:
         size = sum(p.stat().st_size for p in (root / "full.zarr").rglob("*") if p.is_file())
         print(f"   full/plain  {t['full'] / t['plain']:.3f}x  {paired('full')}  (goal <= 1.25)   "
-              f"store {size / 1e6:.1f} MB")
+              f"store {size / 1e6:.1f} MB; then flushing it to disk (os.sync, untimed above) took "
+              f"{statistics.median(flushes['full']):.2f} s")
     if "stats" in t:
         print(f"   stats/plain {t['stats'] / t['plain']:.3f}x  {paired('stats')}  (goal <= 1.05)")
     if "empty" in t:
