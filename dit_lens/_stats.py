@@ -1,4 +1,4 @@
-"""Per-channel statistics of one recorded value, reduced where the value lives (what a stats-only store keeps).
+"""Per-channel statistics of recorded values, reduced where the values live (what a stats-only store keeps).
 
     channel_stats(h, scratch=None)  (rows, tokens, channels) -> (4, rows, channels): mean|x|, max|x|, rms, median|x|
     value_stats(h, scratch=None)    the same and the count of inf/nan values
@@ -165,7 +165,7 @@ _GROUP_BYTES = 16 << 20  # host values of one shape reduced together: up to this
 class StepReducer:
     """A step's statistics, value by value: ``add(name, h)`` for each recorded value, then ``finish(timestep)`` ->
     ``StepStats``; one reducer serves every step of a batch (its host buffers are reused). Device values are reduced
-    as they arrive (``value_stats``: one kernel each, nothing waits). Host values are laid out tokens-last as |x|
+    as they arrive (``_device_stats``: one kernel each, nothing waits). Host values are laid out tokens-last as |x|
     into a buffer per shape and reduced together when it is full (16 MB) or the step ends; the inf/nan count comes
     from the same buffer, and only when a channel's max|x| says there are any."""
 
