@@ -3,9 +3,10 @@
 For one value of a given shape (rows, tokens, channels), dtype and device, it times, median of many runs:
   block      one Flux transformer block of that width on that value and --txt text tokens (single-stream; the
              double-stream one too), without rotary embeddings: what the model spends per recorded name
-  stats      what the recorder runs per value (value_stats: mean|x|, max|x|, rms, exact median|x| and the inf/nan
-             count); on a CUDA device with Triton, one fused kernel (dit_lens/_stats_kernel.py), 32k values a
-             program (tile 8k, 16k, 64k: the same with other tile sizes)
+  stats      one value's statistics (value_stats: mean|x|, max|x|, rms, exact median|x| and the inf/nan count) —
+             what the recorder runs per device value; on the host it reduces a step's values together (StepReducer,
+             the same operations over one buffer); on a CUDA device with Triton, one fused kernel
+             (dit_lens/_stats_kernel.py), 32k values a program (tile 8k, 16k, 64k: the same with other tile sizes)
   torch      the same with torch ops only (what runs without Triton): |x| copy, three sums, torch.median, count
   sums       the torch path's |x| copy and three sums alone
 and, for the median's selection, these torch alternatives on |x| laid out tokens-last (each checked equal):

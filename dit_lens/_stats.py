@@ -1,11 +1,13 @@
 """Per-channel statistics of recorded values, reduced where the values live (what a stats-only store keeps).
 
     channel_stats(h, scratch=None)  (rows, tokens, channels) -> (4, rows, channels): mean|x|, max|x|, rms, median|x|
-    value_stats(h, scratch=None)    the same and the count of inf/nan values
+    value_stats(h, scratch=None)    the same and the count of inf/nan values, for one value alone (as
+                                    bench/stats_cost.py times it)
     StepReducer                     a step's values, name by name -> StepStats (what the recorder calls): host
                                     values reduced together, device values one kernel each
     _abs_tokens_last(h, a)          |x| laid out (rows, channels, tokens) in ``a`` (host)
     _sums(a)                        the first three from that layout
+    _host_stats(a)                  all four from that layout (the sums, then the median)
     _median_into(out, a)            the exact lower median over tokens, in numpy (host values)
     _lower_median_bits(bits)        its selection: a partition, or two sorted halves for 513-1024 tokens
     _device_stats(h)                all four and the count on a device: one fused Triton pass over the value
@@ -47,10 +49,7 @@ def channel_stats(h: torch.Tensor, scratch: dict | None = None) -> torch.Tensor:
     scratch = {} if scratch is None else scratch
     if key not in scratch:
         scratch[key] = torch.empty((rows, C, T), dtype=torch.float32, device=h.device)
-    a = _abs_tokens_last(h, scratch[key])
-    out = _sums(a)
-    _median_into(out.numpy(), a.numpy())
-    return out
+    return _host_stats(_abs_tokens_last(h, scratch[key]))
 
 
 def _abs_tokens_last(h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
@@ -73,6 +72,13 @@ def _sums(a: torch.Tensor) -> torch.Tensor:
     torch.amax(a, 2, out=out[1])
     torch.linalg.vector_norm(a, 2, dim=2, out=out[2])
     out[2].div_(T ** 0.5)
+    return out
+
+
+def _host_stats(a: torch.Tensor) -> torch.Tensor:
+    """All four statistics of host |x| laid out (rows, channels, tokens): the sums, then the median in place."""
+    out = _sums(a)
+    _median_into(out.numpy(), a.numpy())
     return out
 
 
@@ -196,9 +202,8 @@ class StepReducer:
         names = self._pending.pop(key)
         rows, C, T = key
         a = self._buffers[key][:len(names)].view(len(names) * rows, C, T)
-        out = _sums(a)
-        _median_into(out.numpy(), a.numpy())
-        self._counts.append(0 if torch.isfinite(out[1]).all() else int((~torch.isfinite(a)).sum()))
+        out = _host_stats(a)
+        self._counts.append(_nonfinite(a, out[1]))  # |x| is inf/nan where x is
         for i, name in enumerate(names):
             self._stats[name] = out[:, i * rows:(i + 1) * rows]
 
