@@ -110,6 +110,7 @@ def _flux_dev(n_prompts: int, batch: int, device: str):
 
 def _embedded(pipe, kw, n_prompts, device, label):
     from dit_lens import Lens
+    from dit_lens.record import _batch_embeds
 
     pipe.to(device)
     kw = {k: v.to(device) if torch.is_tensor(v) else v for k, v in kw.items()}
@@ -117,9 +118,8 @@ def _embedded(pipe, kw, n_prompts, device, label):
     one = {k: v[:1] if k.endswith("embeds") else v for k, v in kw.items()}
     lens = Lens(pipe, example=dict(one, num_inference_steps=1))
 
-    def plain(b, steps):  # the batch's rows, as the recorder cuts them
-        rows = {k: v[b[0]:b[-1] + 1] if k.endswith("embeds") else v for k, v in kw.items()}
-        pipe(**rows, num_inference_steps=steps, generator=[torch.Generator().manual_seed(i) for i in b])
+    def plain(b, steps):  # the batch's rows, cut as the recorder cuts them
+        pipe(**_batch_embeds(kw, b, n_prompts), num_inference_steps=steps, generator=[torch.Generator().manual_seed(i) for i in b])
     return lens, [f"prompt {i}" for i in range(n_prompts)], plain, kw, label
 
 
