@@ -15,8 +15,7 @@ import pytest
 import torch
 import xarray as xr
 
-from dit_lens import Lens
-from dit_lens import _stats
+from dit_lens import Lens, _stats
 from dit_lens._stats import StepReducer, StepStats, _device_stats, _nonfinite, channel_stats
 from dit_lens.record import record
 from dit_lens.store import Layout, StoreError, create, open_group, open_store
