@@ -1,0 +1,124 @@
+"""Where a stats-only recording spends its time, timed inside the recording itself (not a test).
+
+Whole-run ratios (bench/store_bench.py) swing by 10-30% on a shared machine; the recorder's own work, timed as it
+runs, does not cancel against anything and so shows its share directly. Each run records the tiny model's image
+stream, stats-only, and prints, per step (the first five) or per run (the last three) and as a share of the run:
+  copies     |x| laid out tokens-last in the step's buffer (``_abs_tokens_last``)
+  sums       mean, max, rms over tokens (``_sums``)
+  median     the exact median's selection (``_median_into``)
+  nonfinite  the inf/nan check (``_nonfinite``)
+  stats      all of the statistics, with the reducer's own bookkeeping (``StepReducer.add`` and ``finish``)
+  template   creating the store (``create``)
+  last wait  waiting for the writer thread's last writes (``join``)
+  writer     CPU time of the writer thread (it runs beside the model)
+With ``--group-mb 16,2,1`` it then runs interleaved rounds with the reducer's buffer capped at each size (16 MB
+holds a step's six values; 1 MB one value) and prints the statistics' share for each.
+
+    python bench/record_breakdown.py [--runs 3] [--prompts 32] [--batch 8] [--steps 20] [--group-mb 16,2,1]
+                                     [--rounds 4] [--dir /tmp/dit-lens-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+PER_STEP = ("copies", "sums", "median", "nonfinite", "stats")
+PER_RUN = ("template", "last wait", "writer")
+
+
+def _instrument(acc: dict) -> None:
+    """Wrap the recorder's parts so each adds its wall time (the writer: its thread's CPU time) to ``acc``."""
+    import dit_lens._stats as st
+    import dit_lens.record as rec
+
+    def timed(owner, attr, part):
+        f = getattr(owner, attr)
+
+        def g(*a, **k):
+            t = time.perf_counter()
+            try:
+                return f(*a, **k)
+            finally:
+                acc[part] = acc.get(part, 0.0) + time.perf_counter() - t
+        setattr(owner, attr, g)
+
+    for attr, part in (("_abs_tokens_last", "copies"), ("_sums", "sums"), ("_median_into", "median"),
+                       ("_nonfinite", "nonfinite")):
+        timed(st, attr, part)
+    timed(st.StepReducer, "add", "stats")
+    timed(st.StepReducer, "finish", "stats")  # add reduces a full buffer; finish what is left
+    timed(rec, "create", "template")
+    timed(rec._Writer, "join", "last wait")
+    run = rec._Writer.run
+
+    def writer_run(self):
+        t = time.thread_time()
+        try:
+            run(self)
+        finally:
+            acc["writer"] = acc.get("writer", 0.0) + time.thread_time() - t
+    rec._Writer.run = writer_run
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--prompts", type=int, default=32)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--group-mb", default="", help="compare the reducer's buffer caps, e.g. 16,2,1 (MB)")
+    p.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the --group-mb comparison")
+    p.add_argument("--dir", default="/tmp/dit-lens-bench")
+    a = p.parse_args()
+
+    import dit_lens._stats as st
+    from dit_lens import Lens
+    from dit_lens.record import record
+    from dit_lens.tiny.demo import demo_prompts
+
+    lens, prompts = Lens("tiny"), demo_prompts(a.prompts)
+    root = Path(a.dir)
+    root.mkdir(parents=True, exist_ok=True)
+    url = str(root / "breakdown.zarr")
+    acc: dict = {}
+    _instrument(acc)
+    n_steps = -(-a.prompts // a.batch) * a.steps
+
+    def once() -> float:
+        shutil.rmtree(url, ignore_errors=True)
+        acc.clear()
+        t = time.perf_counter()
+        record(lens, url, prompts, seeds=[0], num_inference_steps=a.steps, batch_size=a.batch, stats_only=True,
+               progress=False)
+        return time.perf_counter() - t
+
+    once()  # warm-up: imports, first allocations
+    print(f"stats-only recordings of the tiny model ({a.prompts} prompts in batches of {a.batch} x {a.steps} steps); "
+          f"per step of {a.batch} images or per run, and % of the run")
+    for _ in range(a.runs):
+        total = once()
+        step = [f"{k} {acc.get(k, 0) * 1e3 / n_steps:.2f} ms ({acc.get(k, 0) / total * 100:.2f}%)" for k in PER_STEP]
+        run = [f"{k} {acc.get(k, 0) * 1e3:.0f} ms ({acc.get(k, 0) / total * 100:.2f}%)" for k in PER_RUN]
+        print(f"  run {total:5.2f} s; per step: {', '.join(step)}; per run: {', '.join(run)}")
+    sizes = [int(x) for x in a.group_mb.split(",") if x]
+    if sizes:
+        share = {s: [] for s in sizes}
+        default = st._GROUP_BYTES
+        for r in range(a.rounds):  # forwards, then backwards: drift hits every size alike
+            for s in (sizes if r % 2 == 0 else sizes[::-1]):
+                st._GROUP_BYTES = s << 20
+                total = once()
+                share[s].append(acc["stats"] / total * 100)
+        st._GROUP_BYTES = default
+        print(f"the statistics' share of the run by the reducer's buffer cap ({a.rounds} interleaved rounds, median)")
+        for s, v in share.items():
+            print(f"  {s:3d} MB: {statistics.median(v):.2f}%   (each: {' '.join(f'{x:.2f}' for x in v)})")
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
