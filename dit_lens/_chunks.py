@@ -3,19 +3,24 @@
     chunk_writer(arr) -> ChunkWriter | None   for a zarr v3 array stored as [bytes (little-endian), blosc], else None
     ChunkWriter.write(coords, block)          encode one chunk at grid position ``coords`` and queue its bytes for
                                               the store (an edge block is padded with the fill value, as zarr
-                                              stores edge chunks); at most ``pending`` chunks wait
+                                              stores edge chunks); at most ``pending`` chunks wait, besides the
+                                              newest round's
+    ChunkWriter.write_many([(coords, block)]) the same for several chunks, stored concurrently (one request
+                                              round on object storage instead of one round trip per chunk)
     ChunkWriter.wait()                        return once every queued chunk is in the store (raises its error)
     ChunkWriter.close()                       wait, then stop the I/O thread
 
 ``arr[region] = block`` also checks fill values, slices partial chunks and runs its codec pipeline through asyncio;
 a writer that owns whole chunks needs none of it, and the recorder's data chunks are whole by construction
-(``bench/store_bench.py`` measures both paths). Encoding the next chunk overlaps storing the previous one (one
-I/O thread per writer); callers ``wait()`` before writing anything that vouches for the data. The bytes are exactly
+(``bench/store_bench.py`` measures both paths). Encoding the next chunks overlaps storing the previous ones (one
+I/O thread per writer, which stores each call's chunks concurrently, up to ``pending`` at once: on object storage
+one round of requests instead of a round trip per chunk); callers ``wait()`` before writing anything that vouches for the data. The bytes are exactly
 what zarr's own Blosc codec produces, so any zarr reader (``xarray.open_zarr`` included) decodes them.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,28 +40,50 @@ class ChunkWriter:
         self._buffer = default_buffer_prototype().buffer
         self._sync = sync
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dit-lens-chunks")
-        self._pending: deque = deque()
+        self._pending: deque = deque()  # (future, chunks in it), oldest first
+        self._queued = 0  # chunks in self._pending
         self._max_pending = pending
 
     def write(self, coords: tuple, block: np.ndarray) -> None:
-        if block.ndim != len(self.chunks) or any(b > c for b, c in zip(block.shape, self.chunks)):
-            raise ValueError(f"{self.arr.path}: block of shape {block.shape} does not fit its chunks {self.chunks}")
-        if block.shape != self.chunks:  # an edge chunk: zarr stores it full size, padded with the fill value
-            full = np.full(self.chunks, self.fill, dtype=self.dtype)
-            full[tuple(slice(0, b) for b in block.shape)] = block
-            block = full
-        data = self.blosc.encode(np.ascontiguousarray(block, dtype=self.dtype))
-        key = self.prefix + self.arr.metadata.encode_chunk_key(tuple(int(c) for c in coords))
-        self._pending.append(self._io.submit(self._put, key, data))
-        while len(self._pending) > self._max_pending:
-            self._pending.popleft().result()
+        self.write_many([(coords, block)])
 
-    def _put(self, key: str, data: bytes) -> None:
-        self._sync(self.arr.store.set(key, self._buffer.from_bytes(data)))
+    def write_many(self, items) -> None:
+        keys, datas = [], []
+        for coords, block in items:
+            if block.ndim != len(self.chunks) or any(b > c for b, c in zip(block.shape, self.chunks)):
+                raise ValueError(f"{self.arr.path}: block of shape {block.shape} does not fit its chunks "
+                                 f"{self.chunks}")
+            if block.shape != self.chunks:  # an edge chunk: zarr stores it full size, padded with the fill value
+                full = np.full(self.chunks, self.fill, dtype=self.dtype)
+                full[tuple(slice(0, b) for b in block.shape)] = block
+                block = full
+            datas.append(self.blosc.encode(np.ascontiguousarray(block, dtype=self.dtype)))
+            keys.append(self.prefix + self.arr.metadata.encode_chunk_key(tuple(int(c) for c in coords)))
+            if len(keys) == self._max_pending:  # bounded: at most ``pending`` encoded chunks per request round
+                self._submit(keys, datas)
+                keys, datas = [], []
+        if keys:
+            self._submit(keys, datas)
+
+    def _submit(self, keys: list, datas: list) -> None:
+        self._pending.append((self._io.submit(self._put_many, keys, datas), len(keys)))
+        self._queued += len(keys)
+        while self._queued > self._max_pending and len(self._pending) > 1:  # the oldest first, never the newest
+            self._done(*self._pending.popleft())
+
+    def _done(self, future, n: int) -> None:
+        self._queued -= n
+        future.result()
+
+    def _put_many(self, keys: list, datas: list) -> None:
+        """Store the chunks at once: their requests (object storage) or file writes (local) run concurrently."""
+        async def put_all():
+            await asyncio.gather(*(self.arr.store.set(k, self._buffer.from_bytes(d)) for k, d in zip(keys, datas)))
+        self._sync(put_all())
 
     def wait(self) -> None:
         while self._pending:
-            self._pending.popleft().result()
+            self._done(*self._pending.popleft())
 
     def close(self) -> None:
         try:

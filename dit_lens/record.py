@@ -111,8 +111,8 @@ class _Writer(threading.Thread):
             at = tuple(i.start // c if isinstance(i, slice) else i // c for i, c in zip(rest, arr.chunks[1:]))
             at += (0,) * (arr.ndim - 1 - len(at))
             ints = [axis for axis, i in enumerate(rest, 1) if not isinstance(i, slice)]  # dims the block lacks
-            for r, sample in enumerate(samples):
-                writer.write((sample, *at), np.expand_dims(np.asarray(block[r]), [0, *ints]))
+            writer.write_many([((sample, *at), np.expand_dims(np.asarray(block[r]), [0, *ints]))
+                               for r, sample in enumerate(samples)])
         elif samples == list(range(samples[0], samples[0] + len(samples))):
             arr[(slice(samples[0], samples[0] + len(samples)), *rest)] = block
         else:

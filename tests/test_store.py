@@ -228,10 +228,9 @@ def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path):
                                                  dtype="float32", fill_value=np.nan, **kw)
     ref, arr = make("ref.zarr", compressors=compressors()), make("direct.zarr", compressors=compressors())
     ref[:] = x
-    w = chunk_writer(arr)
-    for s in range(3):
-        for g in range(3):  # the last layer group is an edge chunk of one layer
-            w.write((s, g, 0, 0), x[s:s + 1, 2 * g:2 * g + 2])
+    w = chunk_writer(arr)  # stores at most 8 chunks per request round: these 9 take two
+    w.write_many([((s, g, 0, 0), x[s:s + 1, 2 * g:2 * g + 2])  # the last layer group is an edge chunk of one layer
+                  for s in range(3) for g in range(3)])
     w.close()
     np.testing.assert_array_equal(arr[:], x)
     files = sorted(p.relative_to(tmp_path / "ref.zarr") for p in (tmp_path / "ref.zarr").rglob("c/*/*/*/*"))
@@ -261,15 +260,15 @@ def test_images_are_stored_as_the_run_made_them():
 def test_a_failed_chunk_write_stops_the_recording_and_flags_nothing_it_lost(tiny_lens, tmp_path, monkeypatch):
     from dit_lens import _chunks
 
-    put, calls = _chunks.ChunkWriter._put, []
+    put, calls = _chunks.ChunkWriter._put_many, []
 
-    def failing(self, key, data):
-        calls.append(key)
-        if key == "img.resid_post/c/1/1/0/0/0":  # sample 1, step 1 (one chunk per step holds all six layers)
+    def failing(self, keys, datas):
+        calls.extend(keys)
+        if "img.resid_post/c/1/1/0/0/0" in keys:  # sample 1, step 1 (one chunk per step holds all six layers)
             raise OSError("No space left on device")
-        return put(self, key, data)
+        return put(self, keys, datas)
 
-    monkeypatch.setattr(_chunks.ChunkWriter, "_put", failing)
+    monkeypatch.setattr(_chunks.ChunkWriter, "_put_many", failing)
     url = str(tmp_path / "full.zarr")
     with pytest.raises(StoreError, match="No space left"):
         record(tiny_lens, url, PROMPTS[:2], names="*.*.img.resid_post", num_inference_steps=3, batch_size=1,
