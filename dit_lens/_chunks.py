@@ -14,8 +14,9 @@
 a writer that owns whole chunks needs none of it, and the recorder's data chunks are whole by construction
 (``bench/store_bench.py`` measures both paths). Encoding the next chunks overlaps storing the previous ones (one
 I/O thread per writer, which stores each call's chunks concurrently, up to ``pending`` at once: on object storage
-one round of requests instead of a round trip per chunk); callers ``wait()`` before writing anything that vouches for the data. The bytes are exactly
-what zarr's own Blosc codec produces, so any zarr reader (``xarray.open_zarr`` included) decodes them.
+one round of requests instead of a round trip per chunk); callers ``wait()`` before writing anything that vouches
+for the data. The bytes are exactly what zarr's own Blosc codec produces, so any zarr reader (``xarray.open_zarr``
+included) decodes them.
 """
 
 from __future__ import annotations
