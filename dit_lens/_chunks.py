@@ -49,11 +49,13 @@ class ChunkWriter:
         self.write_many([(coords, block)])
 
     def write_many(self, items) -> None:
-        keys, datas = [], []
-        for coords, block in items:
+        items = list(items)
+        for _, block in items:  # every block checked before any is queued: a bad one leaves the call unwritten
             if block.ndim != len(self.chunks) or any(b > c for b, c in zip(block.shape, self.chunks)):
                 raise ValueError(f"{self.arr.path}: block of shape {block.shape} does not fit its chunks "
                                  f"{self.chunks}")
+        keys, datas = [], []
+        for coords, block in items:
             if block.shape != self.chunks:  # an edge chunk: zarr stores it full size, padded with the fill value
                 full = np.full(self.chunks, self.fill, dtype=self.dtype)
                 full[tuple(slice(0, b) for b in block.shape)] = block

@@ -239,6 +239,12 @@ def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path):
         assert (tmp_path / "ref.zarr" / f).read_bytes() == (tmp_path / "direct.zarr" / f).read_bytes(), f
     with pytest.raises(ValueError, match="does not fit its chunks"):
         w.write((0, 0, 0, 0), x[:2, :2])
+    w = chunk_writer(make("checked.zarr", compressors=compressors()))
+    good = [((s, g, 0, 0), x[s:s + 1, 2 * g:2 * g + 2]) for s in range(3) for g in range(3)]  # two rounds' worth
+    with pytest.raises(ValueError, match="does not fit its chunks"):  # a bad block: none of the call is written
+        w.write_many(good + [((0, 0, 0, 0), x[:2, :2])])
+    w.close()
+    assert not list((tmp_path / "checked.zarr").rglob("c/*/*/*/*"))
     assert chunk_writer(make("zstd.zarr", compressors=[zarr.codecs.ZstdCodec()])) is None
 
 
