@@ -119,7 +119,8 @@ def _embedded(pipe, kw, n_prompts, device, label):
     lens = Lens(pipe, example=dict(one, num_inference_steps=1))
 
     def plain(b, steps):  # the batch's rows, cut as the recorder cuts them
-        pipe(**_batch_embeds(kw, b, n_prompts), num_inference_steps=steps, generator=[torch.Generator().manual_seed(i) for i in b])
+        pipe(**_batch_embeds(kw, b, n_prompts), num_inference_steps=steps,
+             generator=[torch.Generator().manual_seed(i) for i in b])
     return lens, [f"prompt {i}" for i in range(n_prompts)], plain, kw, label
 
 
