@@ -9,9 +9,9 @@
                                 [--dir /tmp/dit-lens-bench] [--only recording|writes|reductions]
                                 [--model tiny|flux|flux-dev] [--device cpu|cuda] [--kinds plain,full,stats,empty]
 
-Recording variants run interleaved (forwards, then backwards in the next round); besides the ratio of median times it
-prints the median of each run's ratio to the plain run of its round, with a distribution-free 95% confidence interval
-(order statistics), since single runs on a shared machine swing by 10-30%.
+Recording variants run interleaved (forwards, then backwards in the next round) after a one-batch warm-up of each;
+besides the ratio of median times it prints the median of each run's ratio to the plain run of its round, with a
+distribution-free 95% confidence interval (order statistics), since single runs on a shared machine swing by 10-30%.
 
 ``--model flux-dev`` is a random-weight transformer of Flux.1-dev's size (19 + 38 blocks, width 3072, bf16) at
 1024 x 1024 (4096 image tokens, 512 text tokens): it needs a GPU (``--device cuda``, ~24 GB), and its full
@@ -133,8 +133,8 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
     batches = [list(range(i, min(i + batch, n_prompts))) for i in range(0, n_prompts, batch)]
     names = "*.*.img.resid_post"
 
-    def plain():  # the same batches the recorder runs
-        for b in batches:
+    def plain(warm=False):  # the same batches the recorder runs
+        for b in batches[:1] if warm else batches:
             plain_batch(b, steps)
 
     def rec(kind):
@@ -144,10 +144,11 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
             shutil.rmtree(url, ignore_errors=True)
             shutil.rmtree(url + ".claims", ignore_errors=True)  # left by a run that was stopped
 
-        def fn():
+        def fn(warm=False):
             opts = dict(seeds=[0], names=names, num_inference_steps=steps, batch_size=batch,
                         stats_only=kind == "stats", progress=False)
-            record(lens, url, prompts, samples=[] if kind == "empty" else None, **opts, **kw)
+            samples = [] if kind == "empty" else batches[0] if warm else None
+            record(lens, url, prompts, samples=samples, **opts, **kw)
         return fn, clear
 
     variants = {"plain": (plain, lambda: None), **{k: rec(k) for k in ("full", "stats", "empty")}}
@@ -160,7 +161,7 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
 
     for f, clear in variants.values():
         clear()
-        f()  # warm-up
+        f(warm=True)  # warm-up: the first batch
         _sync(device)
         flush()
     times = {k: [] for k in variants}
