@@ -215,6 +215,27 @@ _CHILD = textwrap.dedent("""
 """)
 
 
+def test_template_is_metadata_in_the_schemas_chunks(tmp_path):
+    import zarr
+
+    layers = [f"double.{i}" for i in range(3)] + [f"single.{i}" for i in range(4)]
+    names = [f"{x}.img.resid_post" for x in layers] + [f"{x}.txt.resid_post" for x in layers[:3]]
+    layout = Layout(prompts=[f"p{i}" for i in range(5)], seeds=[0] * 5, steps=4, step_index=[0, 1, 2, 3],
+                    layers=layers, depth=list(range(7)), names=names, tokens={"img": 64, "txt": 7}, channels=32,
+                    grid=[8, 8], image_shape=None, encoding="bfloat16-bits", layers_per_chunk=2)
+    url = tmp_path / "t.zarr"
+    create(str(url), layout)
+    g = zarr.open_group(str(url), mode="r")
+    want = {"img.resid_post": (1, 1, 2, 64, 32), "txt.resid_post": (1, 1, 2, 7, 32),
+            "img.resid_post.stats": (1, 4, 7, 4, 32), "txt.resid_post.stats": (1, 4, 7, 4, 32),
+            "complete": (1, 4), "nonfinite": (1, 4), "timestep": (1, 4)}
+    for var, chunks in want.items():
+        assert g[var].chunks == chunks, var
+        assert not (url / var / "c").exists(), var  # nothing but metadata until a writer stores a unit
+    assert g["img.resid_post"].shape == (5, 4, 7, 64, 32) and g["img.resid_post"].dtype == np.uint16
+    assert g["complete"].fill_value == False and np.isnan(g["timestep"].fill_value)  # noqa: E712
+
+
 def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path):
     import zarr
 
