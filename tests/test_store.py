@@ -90,6 +90,23 @@ def test_stats_only_matches_full(tiny_lens, tmp_path):
         s.dit.sel("double.1.img.resid_post")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_statistics_reduced_on_a_gpu_equal_the_stored_values(tmp_path):
+    lens = Lens("tiny")
+    lens.pipeline.to("cuda")
+    url = str(tmp_path / "gpu.zarr")
+    record(lens, url, PROMPTS, names="*.*.img.resid_post", num_inference_steps=3, batch_size=2, progress=False)
+    raw = xr.open_zarr(url, consolidated=False)
+    a = np.abs(raw["img.resid_post"].values.astype(np.float64))  # sample, step, layer, token, channel
+    st = raw["img.resid_post.stats"].values  # sample, step, layer, stat, channel
+    lower = np.sort(a, axis=3)[:, :, :, (a.shape[3] - 1) // 2]
+    assert bool(raw.complete.all())
+    np.testing.assert_array_equal(st[:, :, :, 1], a.max(3).astype(np.float32))
+    np.testing.assert_array_equal(st[:, :, :, 3], lower.astype(np.float32))
+    np.testing.assert_allclose(st[:, :, :, 0], a.mean(3), rtol=1e-5)
+    np.testing.assert_allclose(st[:, :, :, 2], np.sqrt((a ** 2).mean(3)), rtol=1e-5)
+
+
 @pytest.mark.parametrize("tokens", [255, 256, 513, 700, 1024, 1025])  # 513-1024: two sorted halves
 def test_channel_stats_equal_numpy_with_massive_and_nonfinite_values(tokens):
     g = torch.Generator().manual_seed(0)
