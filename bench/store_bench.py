@@ -197,7 +197,7 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
     if "stats" in t:
         print(f"   stats/plain {t['stats'] / t['plain']:.3f}x  {paired('stats')}  (goal <= 1.05)")
     if "empty" in t:
-        print(f"   a store's fixed cost (template, claims; 'empty' records no sample): {t['empty']:.2f} s")
+        print(f"   a full store's fixed cost (template, claims; 'empty' records no sample): {t['empty']:.2f} s")
 
 
 def writes(root: Path, mb: int) -> None:
