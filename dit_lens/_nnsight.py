@@ -6,6 +6,8 @@ through its ``_PipelineModule`` view, a private class.
 
 from __future__ import annotations
 
+__all__ = ["wrap_pipeline", "load"]
+
 
 def wrap_pipeline(pipeline):
     from nnsight.modeling.diffusion import DiffusionModel, _PipelineModule

@@ -4,6 +4,7 @@
     Run(...)             small, picklable (remote-safe) view of one traced generation
       .steps()           bounded iteration over exactly the transformer calls of the run
       .read(name, cfg=)  the current call's value of a canonical name (all rows, or one CFG branch)
+      .branch(h, cfg=)   the cache branch label of a value read with ``cfg`` at this call (see dit_lens.cache)
       .write(name, value, cfg=)   assign it (never in place: survives nnsight's multi-invoke batching)
       .apply(edit, name) apply an Edit at the current call, if it applies here
       .pooled() / .set_pooled(value)   the current call's pooled text embedding (Flux, SD3: the adaLN conditioning)
@@ -14,6 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import _streams
+from .errors import ArgumentError
+
+__all__ = ["Step", "Run"]
 
 
 @dataclass
@@ -28,6 +32,17 @@ class Step:
 def _argument(args, kwargs, spec):
     kw, pos = spec
     return kwargs[kw] if kw in kwargs else (args[pos] if pos < len(args) else None)
+
+
+def _splice(h, rows: slice, new):
+    """``h`` with its ``rows`` replaced by ``new``: a new tensor, never an in-place edit (in-place edits are dropped
+    under nnsight's multi-invoke batching)."""
+    import torch
+
+    if rows == slice(None):
+        return new
+    parts = [h[: rows.start], new, h[rows.stop:]]
+    return torch.cat([p for p in parts if p.shape[0]], 0)
 
 
 class Run:
@@ -77,7 +92,7 @@ class Run:
 
     def _need_pooled(self) -> tuple:
         if self._pooled is None:
-            raise ValueError("this architecture's transformer takes no pooled text embedding (its file in "
+            raise ArgumentError("this architecture's transformer takes no pooled text embedding (its file in "
                              "dit_lens/archs declares none): its blocks see the prompt through attention only")
         return self._pooled
 
@@ -102,7 +117,7 @@ class Run:
                 return slice(0, self.images) if cfg == "uncond" else slice(self.images, rows)
             if cfg == "cond" and rows == self.images:
                 return slice(None)  # no CFG in this run: every row is conditional
-            raise ValueError(f"cfg={cfg!r} but this run's transformer calls hold {rows} rows for {self.images} "
+            raise ArgumentError(f"cfg={cfg!r} but this run's transformer calls hold {rows} rows for {self.images} "
                              f"images: no {cfg} branch (is guidance off?)")
         return slice(None) if self.step.branch == cfg else None
 
@@ -111,19 +126,25 @@ class Run:
         rows = self._rows(h, cfg)
         return None if rows is None else h[rows]
 
-    def write(self, name: str, value, cfg: str | None = None) -> None:
-        import torch
+    def branch(self, h, cfg: str | None = None) -> str:
+        """The cache branch of ``h``, read with ``cfg`` at this call: ``cfg`` itself, else this call's branch on a
+        sequential-CFG run, else "batch" when the call holds both branches' rows and "cond" when it holds only
+        conditional rows (a run without CFG)."""
+        if cfg is not None:
+            return cfg
+        if self.step.branch != "batch":
+            return self.step.branch
+        return "batch" if h.shape[0] == 2 * self.images else "cond"
 
+    def write(self, name: str, value, cfg: str | None = None) -> None:
         kind, path, spec, index = self.table[name]
         stream = name.split(".")[2]
         if cfg is not None:
             h = self._raw(name)
             rows = self._rows(h, cfg)
             if rows is None:
-                raise ValueError(f"write to {name} cfg={cfg!r} at a {self.step.branch} call")
-            if rows != slice(None):
-                parts = [h[: rows.start], value, h[rows.stop:]]
-                value = torch.cat([p for p in parts if p.shape[0]], 0)
+                raise ArgumentError(f"write to {name} cfg={cfg!r} at a {self.step.branch} call")
+            value = _splice(h, rows, value)
         env = self._envoy(path)
         if kind == "out":
             env.output = _streams.set_output(env.output, spec, self.step.T, stream, value)
@@ -135,18 +156,12 @@ class Run:
 
     def apply(self, edit, name: str, h=None):
         """Apply ``edit`` to ``name`` at the current call; returns the value after it (``h`` = current value)."""
-        import torch
-
         h = self._raw(name) if h is None else h
         if not edit.applies_at(self.step.index):
             return h
         rows = self._rows(h, edit.cfg)
         if rows is None:
             return h
-        if rows == slice(None):
-            new = edit.apply(h, self.step.index)
-        else:
-            parts = [h[: rows.start], edit.apply(h[rows], self.step.index), h[rows.stop:]]
-            new = torch.cat([p for p in parts if p.shape[0]], 0)
+        new = _splice(h, rows, edit.apply(h[rows], self.step.index))
         self.write(name, new)
         return new

@@ -18,7 +18,7 @@
 The recorder reduces on the model's thread, where the value lives. On the CPU each value's |x| is laid out
 tokens-last in a buffer shared by the step's values of one shape, and the buffer is reduced at once at the step's
 end (sums with torch's intra-op threads, the median an in-place numpy selection): one set of reductions per step
-instead of one per value (6 values of 8 x 256 x 128: 3.4 -> 2.4 ms). A device value is reduced entirely on its
+instead of one per value (bench/README.md has the timings). A device value is reduced entirely on its
 device as it arrives, and a step's per-channel numbers cross to the host in one copy that the model thread does not
 wait for (the writer thread does, in ``StepStats.get``).
 """
@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+__all__ = ["channel_stats", "value_stats", "StepReducer", "StepStats"]
 
 
 def value_stats(h: torch.Tensor, scratch: dict | None = None) -> tuple:
@@ -84,21 +86,21 @@ def _host_stats(a: torch.Tensor) -> torch.Tensor:
 
 def _median_into(out: np.ndarray, a: np.ndarray) -> np.ndarray:
     """Row 3 of ``out`` = the exact lower median of ``a`` (rows, channels, tokens) over tokens, selected in place
-    among |x|'s bit patterns (|x| >= 0 orders as its int32 pattern, NaN above inf; several times faster than
-    ``torch.median``); NaN where row 1 (max|x|) says a NaN is among the tokens, as torch.median."""
+    among |x|'s bit patterns (|x| >= 0 orders as its int32 pattern, NaN above inf; faster than ``torch.median``,
+    see bench/README.md); NaN where row 1 (max|x|) says a NaN is among the tokens, as torch.median."""
     rows, C, T = a.shape
     out[3] = _lower_median_bits(a.view(np.int32).reshape(rows * C, T)).view(np.float32).reshape(rows, C)
     out[3][np.isnan(out[1])] = np.nan
     return out
 
 
-_SIMD_ROW = 512  # numpy sorts and partitions rows of up to 512 int32 with SIMD networks: ~6x faster per value
+_SIMD_ROW = 512  # numpy sorts and partitions rows of up to 512 int32 with SIMD networks (much faster per value)
 
 
 def _lower_median_bits(bits: np.ndarray) -> np.ndarray:
     """(R, T) non-negative int32 (overwritten) -> (R,) the ((T - 1) // 2)-th smallest of each row. Rows of 513-1024
-    values are sorted as two SIMD-sized halves and the median found by a binary search between them (4x faster than
-    partitioning the whole row); other lengths are partitioned."""
+    values are sorted as two SIMD-sized halves and the median found by a binary search between them (faster than
+    partitioning the whole row; bench/README.md); other lengths are partitioned."""
     R, T = bits.shape
     k = (T - 1) // 2
     n = _SIMD_ROW

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+__all__ = ["fused_stats", "available"]
+
 _MAX_TOKENS = 16384
 _TILE = 32768  # values one program holds
 _LOW_ZERO_BITS = {torch.bfloat16: 16, torch.float16: 13, torch.float32: 0}

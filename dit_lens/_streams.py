@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+__all__ = ["get_output", "set_output", "get_input", "set_input", "get_item", "set_item"]
+
 _POS = {"txt,img": {"txt": 0, "img": 1}, "img,txt": {"img": 0, "txt": 1}}
 
 

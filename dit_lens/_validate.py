@@ -1,7 +1,9 @@
 """Load-time validation: one dry run of the pipeline with plain torch hooks checks every block against its adapter.
 
     probe(pipeline, arch, example) -> Probe     runs the pipeline once, records each block's inputs and outputs,
-                                                checks them against the adapter and returns the name table
+                                                checks them against the adapter (``AdapterMismatch``) and returns
+                                                the blocks in execution order with every name's shape
+    text_extra(transformer, arch)               tokens a transformer prepends to the text inside its blocks
 
 A diffusers release that changes a block's signature fails here, naming the adapter file and the block.
 """
@@ -15,12 +17,10 @@ import torch
 from . import _streams
 from ._run import _argument
 from .archs import Arch
+from .errors import AdapterMismatch
 from .names import SITES
 
-
-class AdapterMismatch(RuntimeError):
-    """A block does not return or take what its adapter declares."""
-
+__all__ = ["Block", "Probe", "probe", "text_extra"]
 
 @dataclass
 class Block:

@@ -8,7 +8,8 @@
     dit-lens info STORE [--json] [--verify]              summarise a store (and check every chunk decodes)
     dit-lens run RECIPE.toml --out DIR                   run a recipe file: DIR/report.json + figures
 
-``--model`` is "tiny" (the embedded model, the default), a folder in diffusers' save_pretrained layout, or a hub id.
+``--model`` is a registered model spec ("tiny", the embedded model, the default), a folder in diffusers'
+save_pretrained layout, or a hub id. ``demo`` runs the demo of a registered model spec.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+from .errors import ArgumentError, DitLensError
+
+__all__ = ["main"]
 
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
@@ -41,9 +46,12 @@ def _names(a) -> int:
 
 
 def _demo(a) -> int:
-    from .tiny.demo import demo
+    from .models import get
 
-    demo(a.out, model=a.model, steps=a.steps, seed=a.seed, full=not a.quick)
+    spec = get(a.model)
+    if spec.demo is None:
+        raise ArgumentError(f"model spec {a.model!r} has no demo")
+    spec.demo(a.out, model=a.model, steps=a.steps, seed=a.seed, full=not a.quick)
     return 0
 
 
@@ -56,7 +64,7 @@ def _record(a) -> int:
         with open(a.prompts_file) as f:
             prompts += [line.strip() for line in f if line.strip()]
     if not prompts:
-        raise ValueError("no prompts: give --prompts or --prompts-file")
+        raise ArgumentError("no prompts: give --prompts or --prompts-file")
     opts = json.loads(a.storage_options) if a.storage_options else None
     lens = Lens(a.model, device=a.device)
     kwargs = {} if a.guidance_scale is None else {"guidance_scale": a.guidance_scale}
@@ -133,7 +141,7 @@ def main(argv=None) -> int:
     d.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--quick", action="store_true", help="only the generation grid and its scores")
-    _model_arg(d)
+    d.add_argument("--model", default="tiny", help='a registered model spec with a demo (default "tiny")')
     d.set_defaults(fn=_demo)
     r = sub.add_parser("record", help="record activations of prompts x seeds into a store (path or URL)")
     r.add_argument("store", help="path or fsspec URL (s3://bucket/x.zarr)")
@@ -168,7 +176,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         return a.fn(a)
-    except (KeyError, ValueError, TypeError, IndexError, FileNotFoundError, RuntimeError) as e:
+    except (DitLensError, KeyError, ValueError, TypeError, IndexError, FileNotFoundError, RuntimeError) as e:
         print(f"dit-lens {a.command}: error: {e}", file=sys.stderr)
         return 2
 

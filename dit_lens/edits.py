@@ -1,7 +1,8 @@
 """Interventions as small frozen records: what to do to which names, steps, CFG branch, tokens and channels.
 
-    Edit                          the record (serialisable: ``to_dict`` / ``Edit.from_dict``)
+    Edit                          the record (``to_dict`` describes it for reports)
     zero, set_to, scale, add, patch   constructors for the five kinds
+    Edit.check(name, tokens, channels, num_steps)   raise before a run if the selection does not fit the name
     Edit.apply(h, step)           the edited copy of ``h`` (rows, tokens, channels) — never in place
 
 ``set_to`` with one value per selected channel is mean-ablation; ``patch`` takes a tensor (rows or not) or a
@@ -15,6 +16,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 import torch
+
+from .errors import ArgumentError, OutOfRangeError
+
+__all__ = ["KINDS", "Edit", "zero", "set_to", "scale", "add", "patch"]
 
 KINDS = ("zero", "set", "scale", "add", "patch")
 BRANCHES = ("cond", "uncond")
@@ -43,15 +48,15 @@ class Edit:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"edit kind {self.kind!r} not in {KINDS}")
+            raise ArgumentError(f"edit kind {self.kind!r} not in {KINDS}")
         if self.cfg is not None and self.cfg not in BRANCHES:
-            raise ValueError(f"cfg={self.cfg!r}: expected one of {BRANCHES} or None")
+            raise ArgumentError(f"cfg={self.cfg!r}: expected one of {BRANCHES} or None")
         if self.kind in ("set", "scale", "add", "patch") and self.value is None:
-            raise ValueError(f"a {self.kind!r} edit needs a value")
+            raise ArgumentError(f"a {self.kind!r} edit needs a value")
         for field in ("steps", "tokens", "channels"):
             sel = getattr(self, field)
             if sel is not None and (len(sel) == 0 or min(sel) < 0):
-                raise ValueError(f"{field}={sel}: indices must be a non-empty list of non-negative integers")
+                raise ArgumentError(f"{field}={sel}: indices must be a non-empty list of non-negative integers")
 
     def applies_at(self, step: int) -> bool:
         if self.steps is not None and step not in self.steps:
@@ -63,12 +68,12 @@ class Edit:
         for field, size in (("tokens", tokens), ("channels", channels), ("steps", num_steps)):
             sel = getattr(self, field)
             if sel is not None and max(sel) >= size:
-                raise IndexError(f"{self.kind} edit on {name}: {field} index {max(sel)} out of range "
+                raise OutOfRangeError(f"{self.kind} edit on {name}: {field} index {max(sel)} out of range "
                                  f"(valid 0..{size - 1})")
         if isinstance(self.value, Mapping):
             bad = [s for s in self.value if not 0 <= int(s) < num_steps]
             if bad:
-                raise IndexError(f"{self.kind} edit on {name}: value given for steps {bad}, run has {num_steps}")
+                raise OutOfRangeError(f"{self.kind} edit on {name}: value given for steps {bad}, run has {num_steps}")
 
     def _value_at(self, step: int) -> Any:
         return self.value[step] if isinstance(self.value, Mapping) else self.value
@@ -84,7 +89,7 @@ class Edit:
         if isinstance(v, torch.Tensor):
             v = v.to(device=h.device, dtype=h.dtype)
             if v.dim() and v.shape[-1] != sub.shape[-1] or v.dim() >= 2 and v.shape[-2] != sub.shape[-2]:
-                raise ValueError(f"{self.kind} edit: value of shape {tuple(v.shape)} does not fit the selection "
+                raise ArgumentError(f"{self.kind} edit: value of shape {tuple(v.shape)} does not fit the selection "
                                  f"(rows, tokens, channels) = {tuple(sub.shape)}")
         if self.kind == "zero":
             new = torch.zeros_like(sub)
@@ -115,11 +120,6 @@ class Edit:
         elif isinstance(v, Mapping):
             d["value"] = {"steps": sorted(int(s) for s in v)}
         return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Edit":
-        return cls(**{k: _tuple(v) if k in ("steps", "tokens", "channels") else
-                      (tuple(v) if k == "names" else v) for k, v in d.items()})
 
 
 def _make(kind: str, names, value=None, *, steps=None, cfg=None, tokens=None, channels=None, alpha=1.0) -> Edit:

@@ -1,15 +1,22 @@
 """Lens: a diffusers DiT pipeline under nnsight, addressed by canonical names.
 
-    Lens(model, device=None)     wrap a pipeline object, a save_pretrained folder, a hub id, or "tiny" (moved to
-                                 ``device`` first); validates every block against its adapter with a one-step dry run
+    Lens(model, device=None)     wrap a pipeline object, a save_pretrained folder, a hub id, or a registered model
+                                 spec ("tiny"; see dit_lens.models), moved to ``device`` first; validates every block
+                                 against its adapter with a one-step dry run
       .names(pattern=None)       canonical names in execution (depth) order; globs expand
       .shape(name)               (tokens, channels) of a name in the dry run
+      .depth(name)               its block's position in execution order across families
+      .img_tokens / .txt_tokens  token counts of the dry run's streams
+      .config_hash               which model this is (pipeline class + transformer config)
+      .token_grid(height, width) (rows, cols) of the image tokens
+      .spec                      the registered ModelSpec of this pipeline's class, or None
+      .calls_per_step(**kwargs)  transformer calls per denoising step of a pipeline call (2: sequential CFG)
+      .check_steps(n)            ``num_inference_steps`` checked (required, >= 1)
       .info()                    model class, adapter, blocks with depth, names with shapes (JSON-ready)
       .generate(prompt, num_inference_steps=, edits=, cache=, ...) -> Generation   edit and/or record in one run
       .run_with_cache(prompt, names, steps=, ...) -> (images, Cache)              TransformerLens-style
       .trace(prompt, num_inference_steps=, ...)  an nnsight tracer for your own code; ``tracer.dit`` is a Run
-    Cache                        dict keyed by (name, step) with .stack(name)
-    Generation                   images, cache, timesteps, edits of one run
+    Generation                   images, cache (a dit_lens.cache.Cache), timesteps, edits of one run
 """
 
 from __future__ import annotations
@@ -20,33 +27,16 @@ from typing import Sequence
 
 import torch
 
-from . import _nnsight
+from . import _nnsight, models
 from ._run import Run
 from ._validate import probe, text_extra
 from .archs import arch_for
+from .cache import Cache
 from .edits import Edit
-from .names import NameError_, expand
+from .errors import ArgumentError, OutOfRangeError, RunError, UnknownNameError, UnsupportedModelError
+from .names import expand
 
-TINY = "tiny"
-
-
-class Cache(dict):
-    """Activations keyed by ``(name, step)``; each value is (rows, tokens, channels) on the CPU."""
-
-    @property
-    def names(self) -> list[str]:
-        return list(dict.fromkeys(n for n, _ in self))
-
-    @property
-    def steps(self) -> list[int]:
-        return sorted({s for _, s in self})
-
-    def stack(self, name: str) -> torch.Tensor:
-        """(steps, rows, tokens, channels) of one name over its cached steps."""
-        steps = sorted(s for n, s in self if n == name)
-        if not steps:
-            raise KeyError(f"{name!r} is not in this cache; cached names: {self.names}")
-        return torch.stack([self[name, s] for s in steps])
+__all__ = ["Lens", "Generation"]
 
 
 @dataclass
@@ -61,7 +51,7 @@ def _count_images(prompt, kwargs) -> int:
     if prompt is None:
         embeds = kwargs.get("prompt_embeds")
         if embeds is None:
-            raise ValueError("give a prompt (or prompt_embeds)")
+            raise ArgumentError("give a prompt (or prompt_embeds)")
         n = int(embeds.shape[0])
     else:
         n = 1 if isinstance(prompt, str) else len(prompt)
@@ -78,31 +68,32 @@ def _check_device(device) -> None:
     device = torch.device(device)  # an unknown type raises here, naming the valid ones
     if device.type == "cuda" and not torch.cuda.is_available():
         built = "with" if torch.backends.cuda.is_built() else "without"
-        raise ValueError(f"device {str(device)!r}: torch {torch.__version__} (built {built} CUDA) sees no CUDA device")
+        raise ArgumentError(f"device {str(device)!r}: torch {torch.__version__} (built {built} CUDA) sees no CUDA "
+                            f"device")
 
 
 class Lens:
-    def __init__(self, model=TINY, *, example: dict | None = None, device=None, **load_kwargs):
+    def __init__(self, model="tiny", *, example: dict | None = None, device=None, **load_kwargs):
         if device is not None:
             _check_device(device)  # before any loading
-        if isinstance(model, str):
-            if model == TINY:
-                from .tiny import pipeline as tiny
-
-                pipeline = tiny.build()
-                self.model = _nnsight.wrap_pipeline(pipeline)
-                example = example or {"prompt": ["a red circle on a blue background"], "num_inference_steps": 1}
-            else:
-                self.model = _nnsight.load(model, **load_kwargs)
+        self.spec = None
+        if isinstance(model, str) and model in models.names():
+            self.spec = models.get(model)
+            self.model = _nnsight.wrap_pipeline(self.spec.build(**load_kwargs))
+        elif isinstance(model, str):
+            self.model = _nnsight.load(model, **load_kwargs)
         else:
             self.model = _nnsight.wrap_pipeline(model)
         self.pipeline = self.model.pipeline
+        self.spec = self.spec or models.for_pipeline(self.pipeline)
+        if example is None and self.spec is not None:
+            example = self.spec.example
         if device is not None:  # before the validation dry run, which then runs there too
             self.pipeline.to(device)
         transformer = getattr(self.pipeline, "transformer", None)
         if transformer is None:
-            raise TypeError(f"{type(self.pipeline).__name__} has no 'transformer' component; dit-lens reads "
-                            f"Diffusion Transformer pipelines")
+            raise UnsupportedModelError(f"{type(self.pipeline).__name__} has no 'transformer' component; dit-lens "
+                                        f"reads Diffusion Transformer pipelines")
         for component in self.pipeline.components.values():
             if isinstance(component, torch.nn.Module):
                 component.eval()  # components built from a config start in train mode (dropout)
@@ -111,7 +102,7 @@ class Lens:
         try:
             self._probe = probe(self.pipeline, self.arch, self.example)
         except TypeError as e:
-            raise TypeError(f"the validation dry run of {type(self.pipeline).__name__} failed ({e}); pass "
+            raise UnsupportedModelError(f"the validation dry run of {type(self.pipeline).__name__} failed ({e}); pass "
                             f"Lens(..., example=dict(...)) with a one-step call that works for it") from e
         self._table = self._access_table()
 
@@ -154,6 +145,26 @@ class Lens:
     def __contains__(self, name: str) -> bool:
         return name in self._probe.shapes
 
+    @property
+    def img_tokens(self) -> int:
+        return self._probe.img_tokens
+
+    @property
+    def txt_tokens(self) -> int:
+        return self._probe.txt_tokens
+
+    @property
+    def config_hash(self) -> str:
+        return models.config_hash(self.pipeline)
+
+    def token_grid(self, height=None, width=None) -> tuple[int, int] | None:
+        """(rows, cols) of the image tokens for an image of ``height`` x ``width`` (square when not given), or None
+        when the token count does not factor so."""
+        n = self.img_tokens
+        ratio = (height / width) if height and width else 1.0
+        rows = int(round((n * ratio) ** 0.5))
+        return (rows, n // rows) if rows and rows * (n // rows) == n else None
+
     def info(self) -> dict:
         blocks = [{"block": f"{b.family}.{b.index}", "module": f"transformer.{b.path}", "depth": d}
                   for d, b in enumerate(self._probe.blocks)]
@@ -172,32 +183,30 @@ class Lens:
         for d, b in enumerate(self._probe.blocks):
             if (b.family, b.index) == (fam, int(i)):
                 return d
-        raise NameError_(f"{name!r}: no such block")
+        raise UnknownNameError(f"{name!r}: no such block")
 
     # -- running ---------------------------------------------------------------------------------------------
-    def _calls_per_step(self, kwargs) -> int:
-        cfg = self.arch.sequential_cfg
-        if cfg is None:
-            return 1
-        scale = kwargs.get(cfg.scale, cfg.default)
-        active = scale is not None and scale > 1 and (not cfg.needs or any(kwargs.get(k) is not None
-                                                                             for k in cfg.needs))
-        return 2 if active else 1
+    def calls_per_step(self, **kwargs) -> int:
+        """Transformer calls per denoising step of a pipeline call with these keyword arguments (the adapter's
+        rule): 2 where the pipeline runs CFG as separate cond and uncond calls, else 1."""
+        return self.arch.calls_per_step(kwargs)
 
     def _make_run(self, tracer, prompt, num_inference_steps, kwargs) -> Run:
         cfg = self.arch.sequential_cfg
         return Run(tracer, self.model.transformer, self._table, images=_count_images(prompt, kwargs),
-                   steps=num_inference_steps, calls_per_step=self._calls_per_step(kwargs),
+                   steps=num_inference_steps, calls_per_step=self.calls_per_step(**kwargs),
                    order=cfg.order if cfg else ("cond",), timestep=self.arch.timestep, text=self.arch.text,
                    text_extra=text_extra(self.pipeline.transformer, self.arch), pooled=self.arch.pooled)
 
     @staticmethod
-    def _need_steps(num_inference_steps) -> int:
+    def check_steps(num_inference_steps) -> int:
+        """``num_inference_steps`` as an int, or an error: it is required (nnsight's traced runs otherwise silently
+        default to one denoising step) and at least 1."""
         if num_inference_steps is None:
-            raise ValueError("num_inference_steps is required: nnsight's traced runs otherwise silently default "
-                             "to a single denoising step")
+            raise ArgumentError("num_inference_steps is required: nnsight's traced runs otherwise silently default "
+                                "to a single denoising step")
         if int(num_inference_steps) < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+            raise ArgumentError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         return int(num_inference_steps)
 
     def trace(self, prompt=None, *, num_inference_steps=None, seed=None, remote=False, **kwargs):
@@ -208,7 +217,7 @@ class Lens:
                     h = tracer.dit.read("double.1.img.resid_post")
                 images = lens.model.output.save()
         """
-        n = self._need_steps(num_inference_steps)
+        n = self.check_steps(num_inference_steps)
         tracer = self.model.trace(*_prompt_args(prompt), num_inference_steps=n, seed=seed, remote=remote,
                                   **kwargs)
         tracer.dit = self._make_run(tracer, prompt, n, kwargs)
@@ -219,7 +228,7 @@ class Lens:
         per_name: dict[str, list] = {}
         for e in edits:
             if not isinstance(e, Edit):
-                raise TypeError(f"edits must be dit_lens Edit records (zero, set_to, ...), got {type(e).__name__}")
+                raise ArgumentError(f"edits must be dit_lens Edit records (zero, set_to, ...), got {type(e).__name__}")
             for name in self.names(e.names):
                 tokens, channels = self.shape(name)
                 e.check(name, tokens, channels, n)
@@ -228,7 +237,7 @@ class Lens:
         if cache_steps is not None:
             bad = [s for s in cache_steps if not 0 <= s < n]
             if bad:
-                raise IndexError(f"cache_steps {bad} out of range: the run has steps 0..{n - 1}")
+                raise OutOfRangeError(f"cache_steps {bad} out of range: the run has steps 0..{n - 1}")
         return [(name, per_name.get(name, []), name in keep) for name in self.names()
                 if name in per_name or name in keep]
 
@@ -238,7 +247,7 @@ class Lens:
         """Run the pipeline once with ``edits`` applied and the ``cache`` names (globs) recorded after them, at
         ``cache_steps`` (default all) and CFG branch ``cache_cfg`` (default all rows). ``on_step(run, step)``, if
         given, is called at every transformer call before the edits (e.g. to ``run.set_pooled(...)``)."""
-        n = self._need_steps(num_inference_steps)
+        n = self.check_steps(num_inference_steps)
         plan = self._plan(list(edits), cache, cache_steps, n)
         steps_kept = None if cache_steps is None else set(int(s) for s in cache_steps)
         model = self.model
@@ -260,33 +269,26 @@ class Lens:
                     if keep and (steps_kept is None or step.index in steps_kept):
                         h = run.read(name, cache_cfg) if h is None or cache_cfg is not None else h
                         if h is not None:
-                            saved[(name, step.index, step.branch)] = h.detach().to("cpu", copy=True)
+                            saved[(name, step.index, run.branch(h, cache_cfg))] = h.detach().to("cpu", copy=True)
             output = model.output.save()
         return self._finish(output, saved, stamps, n, list(edits))
 
     def _finish(self, output, saved, stamps, n, edits) -> Generation:
-        calls = len(stamps)
-        per = calls // n if n else 0
         by_step: dict[int, set] = {}
         for s, _, t in stamps:
             by_step.setdefault(s, set()).add(t)
         distinct = {t for ts in by_step.values() for t in ts}
         if output is None or len(by_step) != n or any(len(ts) != 1 for ts in by_step.values()) \
                 or len(distinct) != n:
-            raise RuntimeError(f"{type(self.pipeline).__name__} did not call the transformer once per step (or once "
+            raise RunError(f"{type(self.pipeline).__name__} did not call the transformer once per step (or once "
                                f"per CFG branch) as {self.arch.source} expects: saw timesteps {stamps}")
-        cache = Cache()
-        for (name, s, branch), v in saved.items():
-            if per > 1 and branch != "batch":
-                key = (name, s, branch)
-                cache[key] = v
-            else:
-                cache[name, s] = v
+        cache = Cache(saved)
         timesteps = [t for s, b, t in stamps if b in ("batch", "cond")]
         return Generation(images=output.images, cache=cache, timesteps=timesteps, edits=edits)
 
     def run_with_cache(self, prompt=None, names="*", *, num_inference_steps=None, steps=None, cfg=None, **kwargs):
-        """Generate and return ``(images, Cache)`` of ``names`` (globs) at ``steps`` (default all)."""
+        """Generate and return ``(images, Cache)`` of ``names`` (globs) at ``steps`` (default all) and CFG branch
+        ``cfg`` (default: every row; see dit_lens.cache for the branch labels)."""
         g = self.generate(prompt, num_inference_steps=num_inference_steps, cache=names, cache_steps=steps,
                           cache_cfg=cfg, **kwargs)
         return g.images, g.cache

@@ -3,9 +3,10 @@
     FAMILIES, STREAMS, SITES   the vocabulary (double | single | blocks, img | txt, resid_pre | ... )
     Name                       a parsed name; ``str(name)`` formats it back
     parse(text)                ``"double.3.img.resid_post"`` -> Name (grammar errors say what is valid)
+    describe(valid)            a short summary of a name set (families with index ranges, streams, sites)
     expand(patterns, valid)    glob patterns (``double.*.img.resid_post``) -> the matching valid names, in order;
                                a pattern matching nothing raises with the valid families, index ranges and the
-                               closest match
+                               closest match (``UnknownNameError``)
 """
 
 from __future__ import annotations
@@ -15,16 +16,13 @@ import fnmatch
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from .errors import UnknownNameError
+
+__all__ = ["FAMILIES", "STREAMS", "SITES", "Name", "parse", "describe", "expand"]
+
 FAMILIES = ("double", "single", "blocks")
 STREAMS = ("img", "txt")
 SITES = ("resid_pre", "attn_out", "mlp_out", "resid_post")  # execution order within a block
-
-
-class NameError_(KeyError):
-    """An unknown or malformed canonical name (a KeyError, so ``name in lens`` style code keeps working)."""
-
-    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
-        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True, order=True)
@@ -37,15 +35,11 @@ class Name:
     def __str__(self) -> str:
         return f"{self.family}.{self.index}.{self.stream}.{self.site}"
 
-    @property
-    def block(self) -> str:
-        return f"{self.family}.{self.index}"
-
 
 def parse(text: str) -> Name:
     parts = str(text).split(".")
     if len(parts) != 4:
-        raise NameError_(f"{text!r} is not a canonical name: expected 'family.index.stream.site', "
+        raise UnknownNameError(f"{text!r} is not a canonical name: expected 'family.index.stream.site', "
                          f"e.g. 'double.3.img.resid_post'")
     family, index, stream, site = parts
     problems = []
@@ -58,7 +52,7 @@ def parse(text: str) -> Name:
     if site not in SITES:
         problems.append(f"site {site!r} not in {SITES}")
     if problems:
-        raise NameError_(f"{text!r} is not a canonical name: " + "; ".join(problems))
+        raise UnknownNameError(f"{text!r} is not a canonical name: " + "; ".join(problems))
     return Name(family, int(index), stream, site)
 
 
@@ -79,7 +73,7 @@ def expand(patterns: str | Iterable[str], valid: Sequence[str]) -> list[str]:
     """Names in ``valid`` matching any pattern, in ``valid``'s order (depth order), without duplicates."""
     patterns = [patterns] if isinstance(patterns, str) else list(patterns)
     if not patterns:
-        raise NameError_("no names given")
+        raise UnknownNameError("no names given")
     valid_set = set(valid)
     chosen: set[str] = set()
     for pat in patterns:
@@ -93,6 +87,6 @@ def expand(patterns: str | Iterable[str], valid: Sequence[str]) -> list[str]:
             hint = f"; closest match: {close[0]!r}" if close else ""
             if not any(c in pat for c in "*?["):
                 parse(pat)  # a malformed name gets the grammar error first
-            raise NameError_(f"{pat!r} matches no name of this model ({describe(valid)}){hint}")
+            raise UnknownNameError(f"{pat!r} matches no name of this model ({describe(valid)}){hint}")
         chosen.update(hits)
     return [n for n in valid if n in chosen]

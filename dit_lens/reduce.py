@@ -16,6 +16,10 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from .errors import StoreError, UnknownNameError
+
+__all__ = ["channel_reduce"]
+
 _SHIFT = 20  # coarse bins: the top 12 bits of |x|'s float32 pattern
 _BINS = 1 << (32 - _SHIFT)
 
@@ -31,7 +35,7 @@ def _abs_bits(block: np.ndarray, encoding: str) -> np.ndarray:
 
 def _moments(block, encoding):
     """(C, 4) per block: max |x|, sum |x|, sum x^2 (float64), count."""
-    from .store import decode
+    from .store.schema import decode
 
     x = np.abs(decode(block, encoding)).reshape(-1, block.shape[-1]).astype(np.float64)
     return np.stack([x.max(0), x.sum(0), (x * x).sum(0), np.full(x.shape[1], x.shape[0], np.float64)], 1)
@@ -90,14 +94,14 @@ def channel_reduce(store, name: str, scheduler=None, **storage_options) -> xr.Da
     fam, i, stream, site = name.split(".")
     var = f"{stream}.{site}"
     if var not in raw:
-        raise KeyError(f"{var!r} is not in this store (mode {raw.attrs.get('mode')!r}): channel_reduce needs a full "
-                       f"store; stats-only stores already hold per-unit statistics")
+        raise UnknownNameError(f"{var!r} is not in this store (mode {raw.attrs.get('mode')!r}): channel_reduce needs "
+                               f"a full store; stats-only stores already hold per-unit statistics")
     encoding = raw.attrs.get("encoding", "float32")
     arr = raw[var].sel(layer=f"{fam}.{i}").data  # dask (sample, step, tokens, channels), raw values
     complete = np.asarray(raw["complete"].values)
     blocks = [arr.blocks[s, t] for s, t in zip(*np.nonzero(complete))]
     if not blocks:
-        raise ValueError(f"{name}: the store has no complete (sample, step) unit")
+        raise StoreError(f"{name}: the store has no complete (sample, step) unit")
     chunks = [b.to_delayed().ravel()[0] for b in blocks]
     mom, hist = _compute([_tree([dask.delayed(_moments)(c, encoding) for c in chunks], _merge_moments),
                           _tree([dask.delayed(_hist)(c, encoding) for c in chunks])], scheduler)

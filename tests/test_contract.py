@@ -1,6 +1,7 @@
-"""The lens contract, run on a tiny random-weight pipeline of every supported architecture (tests/tiny_pipelines.py).
+"""The lens contract, run on a tiny random-weight pipeline of every supported architecture (dit_lens.testing.ROWS).
 
-Adding an architecture = one file in dit_lens/archs/ + one row in tiny_pipelines.BUILDERS.
+Adding an architecture = one file in dit_lens/archs/ + one row in dit_lens.testing.ROWS. A row's CFG style (one
+batched call per step, or a cond and an uncond call) is what the adapter's own rule says for the row's arguments.
 """
 
 from __future__ import annotations
@@ -9,27 +10,41 @@ import pytest
 import torch
 
 from dit_lens import Lens, zero
-from tiny_pipelines import BUILDERS
+from dit_lens.archs import ARCHS, arch_for
+from dit_lens.errors import CacheKeyError
+from dit_lens.testing import ROWS
 
 STEPS = 3
-SEQUENTIAL = {"flux_true_cfg", "qwenimage", "cogview4", "chroma"}  # two transformer calls per step: see test_sequential_cfg_...
+
+
+def _sequential(key) -> bool:
+    pipe, kw = ROWS[key].build()
+    return arch_for(pipe.transformer).calls_per_step(kw) == 2
+
+
+SEQUENTIAL = sorted(k for k in ROWS if _sequential(k))  # two transformer calls per step
 
 
 def _case(key):
-    builder, families = BUILDERS[key]
-    pipe, kw = builder()
+    pipe, kw = ROWS[key].build()
     lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
-    return key, lens, kw, families
+    return key, lens, kw, ROWS[key].families
 
 
-@pytest.fixture(scope="module", params=sorted(BUILDERS))
+@pytest.fixture(scope="module", params=sorted(ROWS))
 def case(request):
     return _case(request.param)
 
 
-@pytest.fixture(scope="module", params=sorted(set(BUILDERS) - SEQUENTIAL))
+@pytest.fixture(scope="module", params=sorted(set(ROWS) - set(SEQUENTIAL)))
 def batch_case(request):
     return _case(request.param)
+
+
+def test_every_adapter_has_a_contract_row_and_both_cfg_styles_are_covered():
+    covered = {type(ROWS[k].build()[0].transformer).__name__ for k in ROWS}
+    assert set(ARCHS) <= covered, f"adapters without a row in dit_lens.testing.ROWS: {sorted(set(ARCHS) - covered)}"
+    assert {"qwenimage", "flux_true_cfg"} <= set(SEQUENTIAL) and "sd3" not in SEQUENTIAL
 
 
 def _run(lens, kw, **extra):
@@ -45,17 +60,45 @@ def test_families_and_every_name_resolves(case):
     assert {n.split(".")[0] for n in lens.names()} == families
     assert lens.names("*.*.img.resid_post"), "every model has image-stream outputs"
     g = _run(lens, kw, cache="*")
-    calls = 2 if key in SEQUENTIAL else 1
+    branches = ["cond", "uncond"] if key in SEQUENTIAL else [g.cache.branches[0]]
+    assert g.cache.branches == branches and g.cache.steps == list(range(STEPS)) and g.cache.names == lens.names()
     for name in lens.names():
         tokens, channels = lens.shape(name)
         for s in range(STEPS):
-            keys = [(name, s)] if calls == 1 else [(name, s, "cond"), (name, s, "uncond")]
-            for k in keys:
-                v = g.cache[k]
+            for b in branches:
+                v = g.cache[name, s, b]
                 assert v.shape[1:] == (tokens, channels), (name, v.shape)
-                assert v.shape[0] in (_rows(kw), 2 * _rows(kw))
+                assert v.shape[0] == (2 * _rows(kw) if b == "batch" else _rows(kw))
                 assert torch.isfinite(v).all()
     assert len(g.timesteps) == STEPS and len(set(g.timesteps)) == STEPS
+
+
+def test_cache_keys_are_the_same_on_every_architecture(case):
+    """(name, step, branch) everywhere; (name, step) wherever one branch was recorded; the conditional branch
+    alone on request, with cond rows only."""
+    key, lens, kw, _ = case
+    name = lens.names("*.*.img.resid_post")[-1]
+    everything = _run(lens, kw, cache=name)
+    cond = _run(lens, kw, cache=name, cache_cfg="cond")
+    assert cond.cache.branches == ["cond"] and cond.cache[name, 1].shape[0] == _rows(kw)
+    assert cond.cache.stack(name).shape == (STEPS, _rows(kw), *lens.shape(name))
+    assert torch.equal(cond.cache.stack(name, branch="cond")[1], cond.cache[name, 1, "cond"])
+    if key in SEQUENTIAL:
+        assert torch.equal(cond.cache[name, 1], everything.cache[name, 1, "cond"])
+        assert everything.cache.stack(name, branch="uncond").shape == (STEPS, _rows(kw), *lens.shape(name))
+        with pytest.raises(CacheKeyError, match=r"holds branches \['cond', 'uncond'\]"):
+            everything.cache[name, 1]
+        with pytest.raises(CacheKeyError, match="branch="):
+            everything.cache.stack(name)
+    else:
+        held = everything.cache.branches[0]
+        rows = everything.cache[name, 1]
+        assert torch.equal(rows, everything.cache[name, 1, held])
+        # batched CFG holds [uncond; cond]: its cond half is what a cond-only run caches
+        assert torch.equal(rows[-_rows(kw):], cond.cache[name, 1])
+    with pytest.raises(CacheKeyError, match="cached steps"):
+        cond.cache[name, STEPS]
+
 
 
 def test_depth_order_is_execution_order(case):
@@ -118,8 +161,8 @@ def test_edit_changes_only_named_channels_from_its_step_on(batch_case):
     base = _run(lens, kw, cache="*")
     edited = _run(lens, kw, cache="*", edits=[zero(target, steps=[1], channels=[0, 2])])
     order = lens.names()
-    for (name, s), v in base.cache.items():
-        e = edited.cache[name, s]
+    for (name, s, b), v in base.cache.items():
+        e = edited.cache[name, s, b]
         if s < 1 or (s == 1 and order.index(name) < order.index(target)):
             assert torch.equal(v, e), (name, s)
     v, e = base.cache[target, 1], edited.cache[target, 1]
@@ -168,8 +211,8 @@ def test_edit_equals_torch_forward_hook(batch_case):
 
 
 def test_sequential_cfg_maps_calls_to_steps():
-    for key in sorted(SEQUENTIAL):
-        pipe, kw = BUILDERS[key][0]()
+    for key in SEQUENTIAL:
+        pipe, kw = ROWS[key].build()
         lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
         name = lens.names("double.0.img.resid_post")[0]
         base = _run(lens, kw, cache=name)
@@ -183,7 +226,7 @@ def test_sequential_cfg_maps_calls_to_steps():
 
 
 def test_batch_cfg_edit_touches_one_branch():
-    pipe, kw = BUILDERS["sd3"][0]()
+    pipe, kw = ROWS["sd3"].build()
     lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
     name = "double.0.img.resid_post"
     base = _run(lens, kw, cache=name)

@@ -10,14 +10,14 @@ import torch
 import dit_lens
 from dit_lens import Lens, add, patch, scale, set_to, zero
 from dit_lens.names import expand, parse
-from tiny_pipelines import flux
+from dit_lens.testing import ROWS
 
 STEPS = 3
 
 
 @pytest.fixture(scope="module")
 def flux_lens():
-    pipe, kw = flux()
+    pipe, kw = ROWS["flux"].build()
     return Lens(pipe, example=dict(kw, num_inference_steps=1)), kw
 
 
@@ -72,17 +72,17 @@ def test_unsupported_architecture_lists_supported():
 def test_adapter_mismatch_is_loud(flux_lens, monkeypatch):
     import dataclasses
 
-    from dit_lens import _validate
+    from dit_lens import AdapterMismatch, _validate
     from dit_lens.archs import ARCHS
 
     lens, kw = flux_lens
     arch = ARCHS["FluxTransformer2DModel"]
     wrong = dataclasses.replace(arch, families=(dataclasses.replace(arch.families[0], output="img"),
                                                 arch.families[1]))
-    with pytest.raises(_validate.AdapterMismatch, match=r"transformer_blocks.0 \(double.0\) returned \(Tensor"):
+    with pytest.raises(AdapterMismatch, match=r"transformer_blocks.0 \(double.0\) returned \(Tensor"):
         _validate.probe(lens.pipeline, wrong, dict(kw, num_inference_steps=1))
     wrong = dataclasses.replace(arch, pooled=("guidance", 6))  # None: the tiny config has no guidance embedding
-    with pytest.raises(_validate.AdapterMismatch, match="declares a pooled text embedding"):
+    with pytest.raises(AdapterMismatch, match="declares a pooled text embedding"):
         _validate.probe(lens.pipeline, wrong, dict(kw, num_inference_steps=1))
 
 
@@ -157,8 +157,6 @@ def test_in_trace_api(flux_lens):
 
 
 def test_pooled_embedding_read_and_set_per_step(flux_lens):
-    from tiny_pipelines import pixart
-
     lens, kw = flux_lens
     seen = []
     same = lens.generate(num_inference_steps=STEPS, seed=0, on_step=lambda run, step: (
@@ -169,7 +167,7 @@ def test_pooled_embedding_read_and_set_per_step(flux_lens):
     zeroed = lens.generate(num_inference_steps=STEPS, seed=0, on_step=lambda run, step: run.set_pooled(
         run.pooled() * 0) if step.index == 2 else None, **kw)
     assert not torch.equal(zeroed.images, base.images), "setting the pooled embedding changed nothing"
-    pipe, pkw = pixart()
+    pipe, pkw = ROWS["pixart"].build()
     plens = Lens(pipe, example=dict(pkw, num_inference_steps=1))
     assert plens.arch.pooled is None
     with pytest.raises(ValueError, match="no pooled text embedding"):
@@ -202,9 +200,7 @@ def test_load_from_save_pretrained_folder(tmp_path, flux_lens):
 def test_miscounted_cfg_calls_are_an_error_not_mislabelled_steps():
     import dataclasses
 
-    from tiny_pipelines import flux_true_cfg
-
-    pipe, kw = flux_true_cfg()
+    pipe, kw = ROWS["flux_true_cfg"].build()
     lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
     lens.arch = dataclasses.replace(lens.arch, sequential_cfg=None)  # an adapter that forgot the true-CFG rule
     with pytest.raises(RuntimeError, match="did not call the transformer once per step"):

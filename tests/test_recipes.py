@@ -1,4 +1,5 @@
-"""Recipes on the embedded model (small settings) and on stores recorded from tiny configs of each architecture."""
+"""Recipes on the embedded model (small settings, scored by its evaluator) and on tiny random configs of every
+architecture (no scorer: model-independent measures only)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from dit_lens import Lens
-from dit_lens.record import record
+from dit_lens import Lens, cluster, detect, disrupt, record, transport
 from dit_lens.recipes import run_file
-from dit_lens.recipes.detect import detect
-from dit_lens.recipes.disrupt import disrupt, hf_energy, psnr, ssim
-from tiny_pipelines import BUILDERS
+from dit_lens.recipes.disrupt import hf_energy, psnr, ssim
+from dit_lens.testing import ROWS
 
 PROMPTS = ["a red circle on a blue background", "a green square on a white background"]
 
@@ -23,14 +22,15 @@ def tiny_lens():
     return Lens("tiny")
 
 
-@pytest.mark.parametrize("key", ["flux", "flux2", "qwenimage", "sd3", "pixart", "sana", "cogview4"])
+@pytest.mark.parametrize("key", sorted(ROWS))
 def test_detect_offline_on_each_architecture(key, tmp_path):
-    pipe, kw = BUILDERS[key][0]()
+    pipe, kw = ROWS[key].build()
     lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
     full, stats = str(tmp_path / "f.zarr"), str(tmp_path / "s.zarr")
+    prompts = kw.pop("prompt", ["a", "b"])  # embeddings-driven rows: the prompts only label the samples
     common = dict(names="*.*.img.resid_post", num_inference_steps=3, batch_size=2, progress=False, **kw)
-    record(lens, full, ["a", "b"], **common)
-    record(lens, stats, ["a", "b"], stats_only=True, **common)
+    record(lens, full, prompts, **common)
+    record(lens, stats, prompts, stats_only=True, **common)
     a, b = detect(full, k=3), detect(stats, k=3)
     assert a.per_name.keys() == b.per_name.keys() == set(lens.names("*.*.img.resid_post"))
     for name in a.per_name:
@@ -118,7 +118,7 @@ def test_recipe_file_sweep(tmp_path):
 
 
 def test_cluster_offline_with_controls_and_errors(tiny_lens, tmp_path):
-    from dit_lens.recipes.cluster import best_iou, cluster
+    from dit_lens.recipes.cluster import best_iou
 
     labels = np.array([[0, 0], [1, 1]])
     assert best_iou(labels, np.array([[False, False], [True, True]]), 2) == 1.0
@@ -133,14 +133,14 @@ def test_cluster_offline_with_controls_and_errors(tiny_lens, tmp_path):
     with pytest.raises(ValueError, match="K=1"):
         cluster(url, K=1)
     with pytest.raises(ValueError, match="masks of shape"):
-        cluster(url, masks=np.zeros((4, 8, 8), bool))
+        cluster(url, masks=np.zeros((3, 16, 16), bool))
+    with pytest.raises(ValueError, match="do not divide into the 16x16 token grid"):
+        cluster(url, masks=np.zeros((4, 24, 24), bool))
     with pytest.raises(ValueError, match="steps"):
         cluster(url, steps=[7])
 
 
 def test_transport_small(tiny_lens, tmp_path):
-    from dit_lens.recipes.transport import transport
-
     pairs = [("a red circle on a blue background", "a green circle on a blue background")]
     r = transport(tiny_lens, pairs=pairs, seeds=[0, 1], alphas=(0.5, 1.0), num_inference_steps=3, k=4)
     assert set(r.success) == set(r.blend_success) == {0.5, 1.0}
@@ -171,8 +171,6 @@ def test_transport_small(tiny_lens, tmp_path):
 
 
 def test_transport_pooled_embedding(tiny_lens, tmp_path):
-    from dit_lens.recipes.transport import transport
-
     pairs = [("a red circle on a blue background", "a green circle on a blue background")]
     alone = transport(tiny_lens, pairs=pairs, seeds=[0], alphas=(1.0,), num_inference_steps=3, k=0,
                       pooled_alpha=1.0)
@@ -190,8 +188,6 @@ def test_transport_pooled_embedding(tiny_lens, tmp_path):
 
 def test_transport_controls_sharing_runs_reuse_source_and_target(tiny_lens, monkeypatch):
     from dit_lens.recipes.detect import detect
-    from dit_lens.recipes.transport import transport
-
     pairs = [("a red circle on a blue background", "a green circle on a blue background")]
     det = detect(tiny_lens, k=4, prompts=sorted(set(pairs[0])), seeds=[0], num_inference_steps=3)
     same = dict(pairs=pairs, seeds=[0], alphas=(1.0,), num_inference_steps=3, detection=det)
@@ -209,7 +205,7 @@ def test_transport_controls_sharing_runs_reuse_source_and_target(tiny_lens, monk
 
 
 def test_transport_reuses_a_generation_only_for_the_same_pipeline_arguments():
-    from dit_lens.recipes.transport import _reused
+    from dit_lens.recipes._sources import reused as _reused
 
     emb = torch.zeros(2, 3)
     runs = {"target": (("p",), dict(prompt_embeds=emb, guidance_scale=4.0), "images")}
@@ -221,8 +217,6 @@ def test_transport_reuses_a_generation_only_for_the_same_pipeline_arguments():
 
 
 def test_transport_sweep_generates_shared_source_and_target_once(tmp_path, monkeypatch):
-    from dit_lens.lens import Lens
-
     calls, generate = [], Lens.generate
     monkeypatch.setattr(Lens, "generate", lambda self, *a, **kw: calls.append(1) or generate(self, *a, **kw))
     recipe = tmp_path / "t.toml"
@@ -235,8 +229,6 @@ def test_transport_sweep_generates_shared_source_and_target_once(tmp_path, monke
 
 
 def test_transport_offline_from_a_store(tiny_lens, tmp_path):
-    from dit_lens.recipes.transport import transport
-
     pairs = [("a red circle on a blue background", "a green circle on a blue background")]
     url = str(tmp_path / "src.zarr")
     record(tiny_lens, url, [pairs[0][0]], seeds=[0], names="*.*.img.resid_post", num_inference_steps=3,
@@ -261,17 +253,19 @@ def open_store_images(url):
 def test_image_source_noises_the_image_to_each_sigma(tiny_lens):
     import torch
 
-    from dit_lens.recipes.transport import image_source, transport
+    from dit_lens.recipes._sources import image_source
     from dit_lens.tiny import data
 
     smp = data.sample(123)
     name = "single.3.img.resid_post"
-    acts = image_source(tiny_lens, smp.image[None], [PROMPTS[1]], [0], [name], 3)
+    latents = tiny_lens.spec.image_latents(tiny_lens.pipeline, smp.image[None], [0])
+    acts = image_source(tiny_lens, latents, [PROMPTS[1]], [0], [name], 3)
     live = tiny_lens.generate([PROMPTS[1]], num_inference_steps=3, generator=[torch.Generator().manual_seed(0)],
                               cache=name)
     # step 0 has sigma 1: the noised image is pure seeded noise, i.e. exactly the run's own initial latents
-    assert torch.equal(acts[name, 0], live.cache[name, 0])
-    assert not torch.equal(acts[name, 2], live.cache[name, 2])  # later steps see the source image
+    (cfg, step0), = acts[name, 0]
+    assert cfg is None and torch.equal(step0, live.cache[name, 0])
+    assert not torch.equal(acts[name, 2][0][1], live.cache[name, 2])  # later steps see the source image
     r = transport(tiny_lens, pairs=[(smp.prompt, PROMPTS[1])], seeds=[0], alphas=(1.0,), num_inference_steps=3,
                   source_images=smp.image[None])
     assert (r.images[1.0] != r.images["target"]).any()

@@ -15,11 +15,14 @@ import pytest
 import torch
 import xarray as xr
 
-from dit_lens import Lens, _stats
+from dit_lens import Lens, _stats, record
 from dit_lens._stats import StepReducer, StepStats, _device_stats, _nonfinite, channel_stats
-from dit_lens.record import record
 from dit_lens.store import Layout, StoreError, create, open_group, open_store
-from tiny_pipelines import flux
+from dit_lens.testing import ROWS
+
+
+def flux(batch=2):
+    return ROWS["flux"].build(batch)
 
 PROMPTS = ["a red circle on a blue background", "a green square on a white background",
            "a blue ring on a yellow background"]
@@ -239,7 +242,7 @@ def test_template_is_metadata_in_the_schemas_chunks(tmp_path):
     names = [f"{x}.img.resid_post" for x in layers] + [f"{x}.txt.resid_post" for x in layers[:3]]
     layout = Layout(prompts=[f"p{i}" for i in range(5)], seeds=[0] * 5, steps=4, step_index=[0, 1, 2, 3],
                     layers=layers, depth=list(range(7)), names=names, tokens={"img": 64, "txt": 7}, channels=32,
-                    grid=[8, 8], image_shape=None, encoding="bfloat16-bits", layers_per_chunk=2)
+                    grid=[8, 8], encoding="bfloat16-bits", layers_per_chunk=2)
     url = tmp_path / "t.zarr"
     create(str(url), layout)
     g = zarr.open_group(str(url), mode="r")
@@ -256,8 +259,8 @@ def test_template_is_metadata_in_the_schemas_chunks(tmp_path):
 def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path):
     import zarr
 
-    from dit_lens._chunks import chunk_writer
-    from dit_lens.store import compressors
+    from dit_lens.store._chunks import chunk_writer
+    from dit_lens.store.schema import compressors
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((3, 5, 16, 8)) * 3e5).astype(np.float32)  # beyond float16's range
@@ -276,7 +279,7 @@ def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path):
     for f in files:
         assert (tmp_path / "ref.zarr" / f).read_bytes() == (tmp_path / "direct.zarr" / f).read_bytes(), f
     with pytest.raises(ValueError, match="does not fit its chunks"):
-        w.write((0, 0, 0, 0), x[:2, :2])
+        w.write_many([((0, 0, 0, 0), x[:2, :2])])
     w = chunk_writer(make("checked.zarr", compressors=compressors()))
     good = [((s, g, 0, 0), x[s:s + 1, 2 * g:2 * g + 2]) for s in range(3) for g in range(3)]  # two rounds' worth
     with pytest.raises(ValueError, match="does not fit its chunks"):  # a bad block: none of the call is written
@@ -302,7 +305,7 @@ def test_images_are_stored_as_the_run_made_them():
 
 
 def test_a_failed_chunk_write_stops_the_recording_and_flags_nothing_it_lost(tiny_lens, tmp_path, monkeypatch):
-    from dit_lens import _chunks
+    from dit_lens.store import _chunks
 
     put, calls = _chunks.ChunkWriter._put_many, []
 
@@ -437,7 +440,7 @@ def test_s3_round_trip(tiny_lens, tmp_path, s3):
 def test_two_distributed_workers_write_one_store(tmp_path):
     from distributed import Client, LocalCluster
 
-    from dit_lens.record import record_distributed
+    from dit_lens import record_distributed
 
     url, ref = str(tmp_path / "d.zarr"), str(tmp_path / "dref.zarr")
     kw = dict(names="single.3.img.resid_post", num_inference_steps=3, batch_size=3)
@@ -489,7 +492,7 @@ def test_unreachable_url_is_a_clear_error():
     with pytest.raises(StoreError, match="cannot open|no dit-lens store"):
         open_store("s3://nowhere/x.zarr", **opts)
     layout = Layout(prompts=["p"], seeds=[0], steps=1, step_index=[0], layers=["double.0"], depth=[0],
-                    names=["double.0.img.resid_post"], tokens={"img": 4}, channels=2, grid=[2, 2], image_shape=None)
+                    names=["double.0.img.resid_post"], tokens={"img": 4}, channels=2, grid=[2, 2])
     with pytest.raises(StoreError, match="cannot create a store at s3://nowhere/x.zarr"):
         create("s3://nowhere/x.zarr", layout, opts)
 

@@ -1,10 +1,12 @@
 """Registry of architecture files: one module per diffusers DiT class, each defining ``ARCH``.
 
     ARCHS                  model class name -> Arch
-    arch_for(transformer)  the Arch of a transformer module (an unsupported class gets an error listing the
-                           supported ones)
+    arch_for(transformer)  the Arch of a transformer module (an unsupported class is an ``UnsupportedModelError``
+                           listing the supported ones)
 
-Adding an architecture = one file here defining ``ARCH`` + one row in tests/test_contract.py.
+The types an architecture file fills in are public, in ``dit_lens.archs.spec``. Adding an architecture = one file
+here defining ``ARCH`` + one row in ``dit_lens.testing.ROWS`` (a tiny random-weight pipeline of that class), which
+the shared contract tests (tests/test_contract.py) then run; a test fails while an adapter has no row.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import dataclasses
 import importlib
 import pkgutil
 
-from ._spec import Arch, Family, SequentialCFG
+from ..errors import AdapterMismatch, UnsupportedModelError
+from .spec import Arch, Family, SequentialCFG
 
 __all__ = ["ARCHS", "Arch", "Family", "SequentialCFG", "arch_for"]
 
@@ -21,12 +24,12 @@ __all__ = ["ARCHS", "Arch", "Family", "SequentialCFG", "arch_for"]
 def _load() -> dict[str, Arch]:
     found: dict[str, Arch] = {}
     for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_"):
+        if info.name.startswith("_") or info.name == "spec":
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         arch = dataclasses.replace(module.ARCH, source=module.__name__)
         if arch.model_class in found:
-            raise RuntimeError(f"{arch.model_class} is declared twice: {found[arch.model_class].source}, "
+            raise AdapterMismatch(f"{arch.model_class} is declared twice: {found[arch.model_class].source}, "
                                f"{arch.source}")
         found[arch.model_class] = arch
     return found
@@ -39,5 +42,5 @@ def arch_for(transformer) -> Arch:
     for klass in type(transformer).__mro__:
         if klass.__name__ in ARCHS:
             return ARCHS[klass.__name__]
-    raise TypeError(f"dit-lens has no adapter for {type(transformer).__name__}; supported transformer classes: "
-                    f"{', '.join(sorted(ARCHS))}. Adding one is one file in dit_lens/archs/.")
+    raise UnsupportedModelError(f"dit-lens has no adapter for {type(transformer).__name__}; supported transformer "
+                                f"classes: {', '.join(sorted(ARCHS))}. Adding one is one file in dit_lens/archs/.")

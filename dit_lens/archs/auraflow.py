@@ -2,7 +2,9 @@
 returning one [txt; img] tensor; CFG batched. Inside the blocks the text stream starts with 8 learned register
 tokens."""
 
-from ._spec import Arch, Family, mmdit_double
+from .spec import Arch, Family, mmdit_double
+
+__all__ = ["ARCH"]
 
 ARCH = Arch(
     model_class="AuraFlowTransformer2DModel",

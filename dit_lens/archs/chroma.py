@@ -2,7 +2,9 @@
 returning one [txt; img] tensor; the pipeline calls the transformer twice per step (cond, then uncond) whenever
 ``guidance_scale > 1``."""
 
-from ._spec import Arch, Family, mmdit_double, SequentialCFG
+from .spec import Arch, Family, mmdit_double, SequentialCFG
+
+__all__ = ["ARCH"]
 
 ARCH = Arch(
     model_class="ChromaTransformer2DModel",

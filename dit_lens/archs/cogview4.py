@@ -1,7 +1,9 @@
 """CogView4Transformer2DModel (CogView4): two-stream blocks returning (img, txt) — the reverse of Flux; the pipeline
 calls the transformer twice per step (cond, then uncond) whenever ``guidance_scale > 1``."""
 
-from ._spec import Arch, Family, SequentialCFG
+from .spec import Arch, Family, SequentialCFG
+
+__all__ = ["ARCH"]
 
 ARCH = Arch(
     model_class="CogView4Transformer2DModel",

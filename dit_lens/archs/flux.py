@@ -1,7 +1,9 @@
 """FluxTransformer2DModel (FLUX.1 dev/schnell/Kontext, and the embedded tiny model): double blocks then single
 blocks; both return (txt, img) in diffusers >= 0.35; true CFG when ``true_cfg_scale > 1`` with a negative prompt."""
 
-from ._spec import Arch, Family, mmdit_double, SequentialCFG
+from .spec import Arch, Family, mmdit_double, SequentialCFG
+
+__all__ = ["ARCH"]
 
 ARCH = Arch(
     model_class="FluxTransformer2DModel",

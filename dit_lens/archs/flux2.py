@@ -1,7 +1,9 @@
 """Flux2Transformer2DModel (FLUX.2 dev/klein): double blocks return (txt, img); single blocks take and return one
 [txt; img] tensor."""
 
-from ._spec import Arch, Family, mmdit_double
+from .spec import Arch, Family, mmdit_double
+
+__all__ = ["ARCH"]
 
 ARCH = Arch(
     model_class="Flux2Transformer2DModel",

@@ -1,6 +1,8 @@
 """PixArtTransformer2DModel (PixArt-alpha/sigma): cross-attention blocks returning the image stream only."""
 
-from ._spec import Arch, Family
+from .spec import Arch, Family
+
+__all__ = ["ARCH"]
 
 ARCH = Arch(
     model_class="PixArtTransformer2DModel",

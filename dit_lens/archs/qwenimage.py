@@ -1,7 +1,9 @@
 """QwenImageTransformer2DModel (Qwen-Image): double-stream blocks returning (txt, img); the pipeline calls the
 transformer twice per step (cond, then uncond) when ``true_cfg_scale > 1`` with a negative prompt."""
 
-from ._spec import Arch, SequentialCFG, mmdit_double
+from .spec import Arch, SequentialCFG, mmdit_double
+
+__all__ = ["ARCH"]
 
 ARCH = Arch(
     model_class="QwenImageTransformer2DModel",

@@ -2,7 +2,9 @@
 (hidden_states, mask, encoder_hidden_states, ...), returning the image stream only. Its feed-forward works on a 2-D
 feature map, so only the self-attention output is exposed as a sub-site."""
 
-from ._spec import Arch, Family
+from .spec import Arch, Family
+
+__all__ = ["ARCH"]
 
 ARCH = Arch(
     model_class="SanaTransformer2DModel",

@@ -1,6 +1,8 @@
 """SD3Transformer2DModel (SD3, SD3.5): joint blocks returning (txt, img); the last block returns (None, img)."""
 
-from ._spec import Arch, mmdit_double
+from .spec import Arch, mmdit_double
+
+__all__ = ["ARCH"]
 
 ARCH = Arch(
     model_class="SD3Transformer2DModel",

@@ -4,7 +4,9 @@ consistency of the top-k sets across prompts, steps and layers.
 
     detect(source, names=..., k=4, ...) -> Detection     source: a store path/URL or Dataset (full or stats-only),
                                                           or a Lens (records a stats-only store first)
-    Detection.massive(name) / .low(name, n)              channel sets for the disruption probe
+    Detection.massive(name) / .ranked(name) / .low(name, n) / .random(name, k, rng)
+                                                          channel sets: the top-k, every channel by mean |x|, the
+                                                          lowest, and k drawn outside the massive ones (controls)
     Detection.figures(out)                               magnitude-vs-median per layer; layer x channel heat map
 """
 
@@ -16,7 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import RecipeError
 from ..names import expand
+
+__all__ = ["Detection", "detect"]
 
 
 def _jaccard(a, b) -> float:
@@ -48,6 +53,16 @@ class Detection:
     def low(self, name: str, n: int | None = None) -> list[int]:
         """The ``n`` (default k) channels with the lowest mean |x|."""
         return self.ranked(name)[::-1][: n or self.k]
+
+    def random(self, name: str, k: int, rng: np.random.Generator) -> list[int]:
+        """``k`` channels drawn uniformly (with ``rng``) from those outside ``massive(name)``: the equal-budget
+        random control of disrupt, cluster and transport."""
+        massive = set(self.massive(name))
+        outside = [c for c in range(len(self.mean_abs[name])) if c not in massive]
+        if k > len(outside):
+            raise RecipeError(f"{k} random channels outside the {len(massive)} massive ones of {name}: only "
+                              f"{len(outside)} exist")
+        return sorted(int(c) for c in rng.choice(outside, size=k, replace=False))
 
     def to_dict(self) -> dict:
         return {"k": self.k, "params": self.params, "per_name": self.per_name, "jaccard_layers": self.jaccard_layers}
@@ -107,7 +122,7 @@ def detect(source, *, names: str = "*.*.img.resid_post", k: int = 4, sun_abs: fl
 
     if isinstance(source, Lens):
         if not prompts:
-            raise ValueError("detect on a live Lens needs prompts=")
+            raise RecipeError("detect on a live Lens needs prompts=")
         ds = _stats_store(source, prompts, list(seeds), num_inference_steps, names, **(pipeline or {}))
     elif isinstance(source, xr.Dataset):
         ds = source
@@ -116,7 +131,7 @@ def detect(source, *, names: str = "*.*.img.resid_post", k: int = 4, sun_abs: fl
     chosen = ds.dit.names if names is None else expand(names, ds.dit.names)
     n_channels = ds.sizes["channel"]
     if not 1 <= k < n_channels:
-        raise ValueError(f"k={k} out of range: the store has {n_channels} channels (need 1 <= k < channels)")
+        raise RecipeError(f"k={k} out of range: the store has {n_channels} channels (need 1 <= k < channels)")
     per_name, mean_abs, tops = {}, {}, {}
     for name in chosen:
         stats = ds.dit.sel(name, stat="mean_abs").values  # (sample, step, channel), NaN where incomplete

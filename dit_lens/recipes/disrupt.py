@@ -2,11 +2,15 @@
 
     disrupt(lens, prompts=..., seeds=..., names=..., k=4, ...) -> Disruption
         sets: "massive" (detected top-k), "low" (lowest mean |x|), "random" (seeded, excluding the massive ones);
-        ablation: "zero" or "mean" (each channel set to its signed mean over tokens and steps of the baseline run,
-        which a bias-like channel survives). Every image is scored against the unperturbed image of the same seed:
-        PSNR, SSIM, output MSE, high-frequency energy ratio (detail loss) and, for the embedded model, the
-        ground-truth evaluator (semantic collapse). Means with 95% t-intervals over samples.
-    Disruption.figure(out)   baseline / massive / low / random grid
+        ablation: "zero" or "mean" (each channel set to its signed mean over tokens, steps and CFG branches of the
+        baseline run, which a bias-like channel survives). Every output is compared with the unperturbed output of
+        the same seed: images by PSNR, SSIM, MSE and high-frequency energy ratio (detail loss); other outputs
+        (latents) by MSE and relative L2 change. A ``scorer`` (default: the model's own, e.g. the embedded model's
+        evaluator; see dit_lens.scoring) adds its per-image scores (semantic collapse) for the baseline and every
+        condition. Means with 95% t-intervals over samples.
+    Disruption.figure(out)   baseline / ablated output grid (images), or the metrics per condition (latents)
+    pair_metrics(x, y)       the comparison of one output with its baseline
+    psnr, ssim, hf_energy    the image metrics
 """
 
 from __future__ import annotations
@@ -15,9 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from .. import _samples
+from ..errors import OutOfRangeError, RecipeError
+from ..scoring import implements, resolve_scorer
+from ._intervals import t_interval
+
+__all__ = ["SETS", "Disruption", "disrupt", "pair_metrics", "psnr", "ssim", "hf_energy"]
 
 SETS = ("massive", "low", "random")
+# the valid range of each metric, which its interval is clipped to
+BOUNDS = {"psnr": (0.0, np.inf), "ssim": (-1.0, 1.0), "mse": (0.0, np.inf), "hf_ratio": (0.0, np.inf),
+          "rel_l2": (0.0, np.inf)}
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -51,16 +64,20 @@ def hf_energy(img: np.ndarray, cutoff: float = 0.25) -> float:
     return float(f[np.hypot(yy, xx) > cutoff].sum())
 
 
-def _ci(values) -> dict:
-    v = np.asarray([x for x in values if np.isfinite(x)], np.float64)
-    if len(v) == 0:
-        return dict(mean=float("nan"), lo=float("nan"), hi=float("nan"), n=0)
-    if len(v) == 1:
-        return dict(mean=float(v[0]), lo=float(v[0]), hi=float(v[0]), n=1)
-    from scipy import stats
+def is_images(x: np.ndarray) -> bool:
+    """Whether outputs are uint8 RGB images (n, H, W, 3), not latents."""
+    return x.dtype == np.uint8 and x.ndim == 4 and x.shape[-1] == 3
 
-    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    return dict(mean=float(v.mean()), lo=float(v.mean() - half), hi=float(v.mean() + half), n=int(len(v)))
+
+def pair_metrics(x: np.ndarray, y: np.ndarray) -> dict:
+    """One output ``x`` against its baseline ``y``: PSNR, SSIM, MSE (of [0, 1] values) and high-frequency energy
+    ratio for uint8 images; MSE and relative L2 change for anything else."""
+    if x.dtype == np.uint8 and x.ndim == 3 and x.shape[-1] == 3:
+        return dict(psnr=psnr(x, y), ssim=ssim(x, y),
+                    mse=float(np.mean(((x.astype(np.float64) - y) / 255.0) ** 2)),
+                    hf_ratio=hf_energy(x) / max(hf_energy(y), 1e-12))
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    return dict(mse=float(np.mean((x - y) ** 2)), rel_l2=float(np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30)))
 
 
 @dataclass
@@ -68,7 +85,7 @@ class Disruption:
     metrics: dict  # "ablation/set" -> metric -> {mean, lo, hi, n}
     channels: dict  # set -> name -> channels
     params: dict
-    images: dict = field(repr=False, default_factory=dict)  # "baseline" | "ablation/set" -> uint8 (n, H, W, 3)
+    images: dict = field(repr=False, default_factory=dict)  # "baseline" | "ablation/set" -> (n, ...) outputs
 
     def to_dict(self) -> dict:
         return {"params": self.params, "channels": self.channels, "metrics": self.metrics}
@@ -77,7 +94,16 @@ class Disruption:
         from ._figures import pyplot, save
 
         plt = pyplot()
-
+        title = f"disrupt: k={self.params['k']} channels per layer of {self.params['names']}"
+        if not is_images(self.images["baseline"]):  # latents: the change per condition, not pictures
+            keys = list(self.metrics)
+            fig, ax = plt.subplots(figsize=(1.2 * len(keys) + 2, 3))
+            m = [self.metrics[k]["rel_l2"] for k in keys]
+            ax.bar(range(len(keys)), [v["mean"] for v in m], yerr=[[v["mean"] - v["lo"] for v in m],
+                                                                    [v["hi"] - v["mean"] for v in m]], capsize=3)
+            ax.set_xticks(range(len(keys)), keys, rotation=30, ha="right", fontsize=7)
+            ax.set_ylabel("relative L2 change of the output")
+            return save(fig, out, "disrupt_grid.png", title)
         keys = ["baseline"] + [k for k in self.images if k != "baseline"]
         n = min(n, len(self.images["baseline"]))
         fig, axes = plt.subplots(len(keys), n, figsize=(1.4 * n, 1.5 * len(keys)), squeeze=False)
@@ -89,43 +115,47 @@ class Disruption:
                 ax.set_yticks([])
                 if c == 0:
                     ax.set_ylabel(key, fontsize=7)
-        return save(fig, out, "disrupt_grid.png",
-                    f"disrupt: k={self.params['k']} channels per layer of {self.params['names']}")
+        return save(fig, out, "disrupt_grid.png", title)
+
+
+def _branch_mean(cache, name):
+    """Per-channel mean of ``name`` over every cached step, row, token and CFG branch."""
+    import torch
+
+    return torch.cat([cache.stack(name, branch=b) for b in cache.branches], dim=1).mean(dim=(0, 1, 2))
 
 
 def disrupt(lens, *, prompts, seeds=(0, 1), names: str = "*.*.img.resid_post", k: int = 4, detection=None,
             ablations=("zero", "mean"), sets=SETS, steps=None, num_inference_steps: int = 20, random_seed: int = 0,
-            evaluate: bool | None = None, pipeline: dict | None = None) -> Disruption:
+            scorer=None, pipeline: dict | None = None) -> Disruption:
     from ..edits import set_to, zero
     from .detect import detect
 
     pipeline_kwargs = dict(pipeline or {})
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    all_prompts = [p for p in prompts for _ in seeds]
-    all_seeds = [int(s) for _ in prompts for s in seeds]
+    all_prompts, all_seeds = _samples.grid(prompts, seeds)
     chosen = lens.names(names)
     bad = [s for s in sets if s not in SETS] + [a for a in ablations if a not in ("zero", "mean")]
     if bad:
-        raise ValueError(f"unknown sets/ablations {bad}: sets are {SETS}, ablations 'zero' and 'mean'")
+        raise RecipeError(f"unknown sets/ablations {bad}: sets are {SETS}, ablations 'zero' and 'mean'")
     channels_n = lens.shape(chosen[0])[1]
     if not 1 <= k < channels_n // 2:
-        raise ValueError(f"k={k} out of range 1..{channels_n // 2 - 1} for {channels_n} channels")
+        raise RecipeError(f"k={k} out of range 1..{channels_n // 2 - 1} for {channels_n} channels")
     if steps is not None and not all(0 <= s < num_inference_steps for s in steps):
-        raise IndexError(f"steps {list(steps)} out of range 0..{num_inference_steps - 1}")
+        raise OutOfRangeError(f"steps {list(steps)} out of range 0..{num_inference_steps - 1}")
+    judge = resolve_scorer(scorer, lens.spec)
     det = detection or detect(lens, names=chosen, k=k, prompts=prompts, seeds=seeds,
                               num_inference_steps=num_inference_steps, pipeline=pipeline_kwargs)
     rng = np.random.default_rng(random_seed)
     channels = {"massive": {n: det.massive(n)[:k] for n in chosen}, "low": {n: det.low(n, k) for n in chosen}}
-    channels["random"] = {n: sorted(rng.choice([c for c in range(channels_n) if c not in channels["massive"][n]],
-                                               size=k, replace=False).tolist()) for n in chosen}
+    channels["random"] = {n: det.random(n, k, rng) for n in chosen}
 
     def run(edits=(), cache=None):
-        gens = [torch.Generator().manual_seed(s) for s in all_seeds]
-        return lens.generate(all_prompts, num_inference_steps=num_inference_steps, generator=gens, edits=edits,
-                             cache=cache, **pipeline_kwargs)
+        return lens.generate(all_prompts, num_inference_steps=num_inference_steps,
+                             generator=_samples.generators(all_seeds), edits=edits, cache=cache, **pipeline_kwargs)
 
     base = run(cache=chosen if "mean" in ablations else None)
-    means = {n: base.cache.stack(n).mean(dim=(0, 1, 2)) for n in chosen} if "mean" in ablations else {}
+    means = {n: _branch_mean(base.cache, n) for n in chosen} if "mean" in ablations else {}
     images = {"baseline": np.asarray(base.images)}
     where = {} if steps is None else {"steps": list(steps)}
     for ab in ablations:
@@ -133,27 +163,22 @@ def disrupt(lens, *, prompts, seeds=(0, 1), names: str = "*.*.img.resid_post", k
             edits = [zero(n, channels=channels[s][n], **where) if ab == "zero" else
                      set_to(n, means[n][channels[s][n]], channels=channels[s][n], **where) for n in chosen]
             images[f"{ab}/{s}"] = np.asarray(run(edits).images)
-    use_eval = evaluate if evaluate is not None else type(lens.pipeline).__name__ == "TinyShapesPipeline"
+    scored = implements(judge, "score") and is_images(images["baseline"])
+    base_scores = judge.score(images["baseline"], all_prompts) if scored else {}  # once, shared by every condition
     metrics = {}
-    if use_eval:
-        from ..tiny import evaluate as ev
-
-        base_rows = ev.score(images["baseline"], all_prompts).rows  # scored once, shared by every condition
     for key, imgs in images.items():
         if key == "baseline":
             continue
-        b = images["baseline"]
-        m = dict(psnr=_ci([psnr(x, y) for x, y in zip(imgs, b)]), ssim=_ci([ssim(x, y) for x, y in zip(imgs, b)]),
-                 mse=_ci([float(np.mean(((x.astype(np.float64) - y) / 255.0) ** 2)) for x, y in zip(imgs, b)]),
-                 hf_ratio=_ci([hf_energy(x) / max(hf_energy(y), 1e-12) for x, y in zip(imgs, b)]))
-        if use_eval:
-            rows = ev.score(imgs, all_prompts).rows
-            m["shape_acc"] = _ci([float(r["shape_ok"]) for r in rows])
-            m["colour_acc"] = _ci([float(r["colour_ok"]) for r in rows])
-            m["baseline_shape_acc"] = _ci([float(r["shape_ok"]) for r in base_rows])
-            m["baseline_colour_acc"] = _ci([float(r["colour_ok"]) for r in base_rows])
+        pairs = [pair_metrics(x, y) for x, y in zip(imgs, images["baseline"])]
+        m = {metric: t_interval([p[metric] for p in pairs], BOUNDS[metric]) for metric in pairs[0]}
+        if scored:
+            for metric, values in judge.score(imgs, all_prompts).items():
+                m[metric] = t_interval(values, (0.0, 1.0))
+            for metric, values in base_scores.items():
+                m[f"baseline_{metric}"] = t_interval(values, (0.0, 1.0))
         metrics[key] = m
     params = dict(prompts=prompts, seeds=list(seeds), names=names, k=k, ablations=list(ablations), sets=list(sets),
                   steps=None if steps is None else list(steps), num_inference_steps=num_inference_steps,
-                  random_seed=random_seed, pipeline={k2: str(v) for k2, v in pipeline_kwargs.items()})
+                  random_seed=random_seed, scorer=judge.name if judge is not None else None,
+                  pipeline={k2: str(v) for k2, v in pipeline_kwargs.items()})
     return Disruption(metrics=metrics, channels={s: channels[s] for s in sets}, params=params, images=images)

@@ -1,28 +1,30 @@
 """Transport: inject a source trajectory's activations into a target trajectory under a channel mask (the massive
-channels) x a spatial mask, with strength alpha — text-conditioned semantic transport without training.
+channels) x a spatial mask, with strength alpha — semantic transport without training.
 
     transport(lens, pairs=[(source_prompt, target_prompt), ...], seeds=..., alphas=..., ...) -> Transport
-        the source runs with the same seed as the target; at every chosen step and name the target's massive
-        channels (``channel_set="massive"``, the top ``k`` by detection's ranking; controls: ``"random"``, k
-        channels drawn uniformly with ``random_seed`` from those outside the detected massive set, as disrupt and
-        cluster draw theirs, or ``"low"``, the k lowest) move ``alpha`` of the way to the source's
-        (``spatial="all"`` tokens, or ``"subject"``: the tokens of the source image's subject, embedded model
-        only). On the embedded model each image is scored: success =
-        the subject takes the source's colour while the background stays the target's and the subject stays where
-        the target put it (mask IoU >= 0.5). Compared with pixel blending of the two images at the same alpha.
-        Offline: ``source_store`` (a store recorded from the same model with the source prompts and seeds) gives
-        the source trajectory instead of a live run; its recorded CFG branch is patched. Image-conditioned:
-        ``source_images`` (one uint8 image per pair, or one image file path per pair) are noised to each step's
-        sigma and run through the transformer under the target prompt (``image_source``); each pair's first
-        prompt then only names the image's content for scoring.
-        ``pooled_alpha`` > 0 (Flux, SD3: models whose blocks are modulated by a pooled text embedding) also moves
+        The source runs with the same seed as the target; at every chosen step and name the target's channels
+        (``channel_set="massive"``: the top ``k`` by detection's ranking; controls: ``"random"``, k channels drawn
+        with ``random_seed`` outside the detected massive set, or ``"low"``, the k lowest) move ``alpha`` of the
+        way to the source's, on ``spatial="all"`` tokens or ``"subject"`` (the tokens of the source images'
+        subjects, from the scorer's masks), in every CFG branch the source recorded.
+        Sources: a source prompt run live (text-conditioned); ``source_store`` (a store recorded from the same model
+        with the source prompts and seeds: its recorded branch is patched); ``source_images`` (one uint8 image or
+        image file per pair, noised to each step's sigma and run under the target prompt: image-conditioned; needs
+        a model spec that turns images into the transformer's input, and each pair's first prompt then only names
+        the image's content for scoring).
+        ``pooled_alpha`` > 0 (models whose blocks are modulated by a pooled text embedding: Flux, SD3) also moves
         the target's pooled embedding that fraction of the way to the source's at the chosen steps — the
         conditioning path that bypasses the residual stream; ``k`` may be 0 to transport it alone (live sources).
+        Measures: ``toward_source`` (every model): per alpha, 1 - |out - source| / |target - source| over the whole
+        output (images or latents; 0 = the target, 1 = the source), with 95% intervals. With a ``scorer`` that
+        judges transport (default: the model's own; the embedded model's evaluator checks that the subject takes the
+        source's colour while the target keeps its background and position): the success rate, and the same for
+        pixel blending of the two images at the same alpha.
         ``runs``: a dict passed to several calls with the same pairs, seeds, names, steps and pipeline arguments
-        keeps their live source and target generations (the latest of each), so controls (another channel set,
-        k, alpha or pooled_alpha) reuse them instead of generating them again; ``dit-lens run`` shares one
-        across a sweep.
-    Transport.figure(out)   alpha sweep grid (rows: pairs; columns: target, alphas..., source)
+        keeps their live source and target generations (the latest of each), so controls (another channel set, k,
+        alpha or pooled_alpha) reuse them; ``dit-lens run`` shares one across a sweep.
+    Transport.figure(out)   alpha sweep grid (rows: pairs; columns: target, alphas..., source), or for latents the
+                            toward-source measure against alpha
 """
 
 from __future__ import annotations
@@ -31,28 +33,52 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from .. import _samples
+from ..errors import OutOfRangeError, RecipeError
+from ..scoring import implements, pool_masks, resolve_scorer
+from ._intervals import t_interval
+from ._sources import image_source, live_source, load_images, reused, store_source
+from .disrupt import is_images
+
+__all__ = ["Transport", "transport"]
 
 
 @dataclass
 class Transport:
-    success: dict  # alpha -> fraction of (pair, seed) transported
+    success: dict  # alpha -> fraction of (pair, seed) transported (with a scorer that judges transport)
     blend_success: dict  # alpha -> the same score for pixel blending
     params: dict
-    images: dict = field(repr=False, default_factory=dict)  # "source" | "target" | alpha -> (n, H, W, 3)
+    toward_source: dict = field(default_factory=dict)  # alpha -> {mean, lo, hi, n}
+    images: dict = field(repr=False, default_factory=dict)  # "source" | "target" | alpha -> (n, ...) outputs
     channels: dict = field(default_factory=dict)  # name -> the channels patched
     massive: dict = field(default_factory=dict)  # name -> the detected massive channels
 
     def to_dict(self) -> dict:
         return {"params": self.params, "success": self.success, "pixel_blend_success": self.blend_success,
-                "channels": self.channels, "massive": self.massive}
+                "toward_source": self.toward_source, "channels": self.channels, "massive": self.massive}
 
     def figure(self, out, n: int = 4) -> Path:
         from ._figures import pyplot, save
 
         plt = pyplot()
-
+        p = self.params
+        what = f"{p['k']} {p['channel_set']} channels" if p.get("k") else "no channels"
+        if p.get("pooled_alpha"):
+            what += f" + pooled embedding (alpha {p['pooled_alpha']})"
+        source = "image" if p.get("source_images") else "prompt"
+        title = f"transport of {what}: source {source} -> target, same seed"
         alphas = [a for a in self.images if a not in ("source", "target")]
+        if not is_images(self.images["target"]):  # latents: how far each alpha moved the output
+            fig, ax = plt.subplots(figsize=(4, 3))
+            m = [self.toward_source[a] for a in alphas]
+            ax.errorbar(alphas, [v["mean"] for v in m], yerr=[[v["mean"] - v["lo"] for v in m],
+                                                               [v["hi"] - v["mean"] for v in m]], marker="o")
+            ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="pixel blending")
+            ax.set_xlabel("alpha")
+            ax.set_ylabel("toward source (0 target, 1 source)")
+            ax.legend(fontsize=7)
+            return save(fig, out, "transport_sweep.png", title)
         cols = ["target", *alphas, "source"]
         n = min(n, len(self.images["target"]))
         fig, axes = plt.subplots(n, len(cols), figsize=(1.3 * len(cols), 1.4 * n), squeeze=False)
@@ -63,232 +89,112 @@ class Transport:
                 axes[i, j].set_yticks([])
                 if i == 0:
                     axes[i, j].set_title(c if isinstance(c, str) else f"alpha {c}", fontsize=7)
-        p = self.params
-        what = f"{p['k']} {p['channel_set']} channels" if p.get("k") else "no channels"
-        if p.get("pooled_alpha"):
-            what += f" + pooled embedding (alpha {p['pooled_alpha']})"
-        source = "image" if p.get("source_images") else "prompt"
-        return save(fig, out, "transport_sweep.png", f"transport of {what}: source {source} -> target, same seed")
+        return save(fig, out, "transport_sweep.png", title)
 
 
-def image_source(lens, images, prompts, seeds, names, num_inference_steps: int, **kwargs) -> dict:
-    """Activations of source *images*: at every step the transformer's image input is replaced by the image noised
-    to that step's sigma with the flow-matching forward process, x_s = (1 - s) x0 + s eps (seeded eps), and the
-    named activations are read. Embedded model only (it knows the image packing)."""
-    from ..tiny.pipeline import pack
-
-    if type(lens.pipeline).__name__ != "TinyShapesPipeline":
-        raise ValueError("image-conditioned sources need the embedded model's packing; pass source prompts instead")
-    x0 = torch.from_numpy(np.asarray(images)).float().permute(0, 3, 1, 2) / 127.5 - 1.0
-    eps = torch.stack([torch.randn(x0.shape[1:], generator=torch.Generator().manual_seed(int(s))) for s in seeds])
-    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-    n = len(prompts)
-    with lens.trace(list(prompts), num_inference_steps=num_inference_steps, generator=gens, **kwargs) as tracer:
-        run = tracer.dit
-        saved = dict().save()
-        for step in run.steps():
-            args, kw = lens.model.transformer.inputs
-            sigma = float(step.timestep.flatten()[0])
-            noised = pack((1 - sigma) * x0 + sigma * eps)
-            rows = kw["hidden_states"].shape[0]
-            kw = dict(kw, hidden_states=torch.cat([noised] * (rows // n)).to(kw["hidden_states"].dtype))
-            lens.model.transformer.inputs = (args, kw)
-            for name in names:
-                saved[name, step.index] = run.read(name).detach().to("cpu", copy=True)
-    return dict(saved)
+def _toward(outs: np.ndarray, source: np.ndarray, target: np.ndarray) -> dict:
+    """Per sample 1 - |out - source| / |target - source| (L2 over the whole output), as a t-interval."""
+    values = []
+    for o, s, t in zip(outs.astype(np.float64), source.astype(np.float64), target.astype(np.float64)):
+        span = np.linalg.norm(t - s)
+        values.append(1.0 - np.linalg.norm(o - s) / span if span > 0 else np.nan)
+    return t_interval(values)
 
 
-def _from_store(lens, url, storage_options, sources, seeds, names, steps):
-    """Source activations {(name, step): (samples, tokens, channels)} and images from a store of this model."""
-    from ..record import config_hash
-    from ..store import open_store
-
-    ds = open_store(str(url), **(storage_options or {}))
-    if ds.attrs.get("config_hash") != config_hash(lens.pipeline):
-        raise ValueError(f"source store {url} was recorded from another model or config "
-                         f"({ds.attrs.get('model_class')}, hash {ds.attrs.get('config_hash')})")
-    missing = [n for n in names if n not in ds.dit.names]
-    if missing:
-        raise ValueError(f"source store {url} lacks {missing[:4]}; it holds {ds.dit.names[:6]}")
-    recorded = set(int(s) for s in ds.step.values)
-    if not set(steps) <= recorded:
-        raise ValueError(f"source store {url} holds steps {sorted(recorded)}, transport needs {sorted(steps)}")
-    for n in names:
-        if ds.sizes["img_token"] != lens.shape(n)[0]:
-            raise ValueError(f"source store {url} has {ds.sizes['img_token']} image tokens, the model "
-                             f"{lens.shape(n)[0]}: another resolution")
-    index = {(str(p), int(s)): i for i, (p, s) in enumerate(zip(ds.prompt.values, ds.seed.values))}
-    rows = []
-    for p, s in zip(sources, seeds):
-        if (p, s) not in index:
-            raise ValueError(f"source store {url} has no sample for prompt {p!r} with seed {s}")
-        rows.append(index[(p, s)])
-    if not bool(ds.complete.isel(sample=rows).all()):
-        raise ValueError(f"source store {url} has incomplete samples among {rows}: resume its recording first")
-    values = {}
-    for n in names:
-        arr = ds.dit.sel(n).isel(sample=rows).sel(step=steps).values  # (samples, steps, tokens, channels)
-        for j, s in enumerate(steps):
-            values[n, s] = torch.from_numpy(np.ascontiguousarray(arr[:, j]))
-    images = ds.image.isel(sample=rows).values if "image" in ds else None
-    return values, images, ds.attrs.get("cfg", "cond")
-
-
-def _load_images(images, n_pairs: int, lens) -> np.ndarray:
-    """uint8 (pairs, H, W, 3) from an array or from image files (paths, relative to the working directory)."""
-    if len(images) and isinstance(images[0], (str, Path)):
-        from PIL import Image
-
-        missing = [str(p) for p in images if not Path(p).is_file()]
-        if missing:
-            raise FileNotFoundError(f"source_images: no such files {missing[:4]}")
-        images = [np.asarray(Image.open(p).convert("RGB")) for p in images]
-        if len({im.shape for im in images}) != 1:
-            raise ValueError(f"source_images differ in size: {sorted({im.shape for im in images})}")
-    arr = np.asarray(images)
-    if arr.ndim != 4 or arr.shape[0] != n_pairs or arr.shape[-1] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"source_images must be uint8 (pairs, H, W, 3); got {arr.dtype} {arr.shape} for "
-                         f"{n_pairs} pairs")
-    if type(lens.pipeline).__name__ == "TinyShapesPipeline":
-        from ..tiny.data import SIZE
-
-        if arr.shape[1:3] != (SIZE, SIZE):
-            raise ValueError(f"source_images are {arr.shape[1]}x{arr.shape[2]}; the embedded model draws "
-                             f"{SIZE}x{SIZE}")
-    return arr
-
-
-def _moved(img, target_prompt, source_prompt, target_mask) -> bool:
-    from ..tiny.evaluate import analyse, parse_prompt
-
-    a = analyse(img)
-    src_colour, _, _ = parse_prompt(source_prompt)
-    _, _, tgt_bg = parse_prompt(target_prompt)
-    if a.colour != src_colour or a.background != tgt_bg:
-        return False
-    union = (a.mask | target_mask).sum()
-    return bool(union) and (a.mask & target_mask).sum() / union >= 0.5
-
-
-def _reused(runs: dict, kind: str, key: tuple, kw: dict):
-    """The kept ``kind`` generation if it was made from ``key`` and the same pipeline arguments (tensors and arrays
-    compared by identity: a different embedding is a different run), else None."""
-    if kind not in runs:
-        return None
-    old_key, old_kw, value = runs[kind]
-    same = old_key == key and old_kw.keys() == kw.keys() and all(
-        old_kw[a] is kw[a] or (_plain(kw[a]) and old_kw[a] == kw[a]) for a in kw)
-    return value if same else None
-
-
-def _plain(v) -> bool:
-    return isinstance(v, (bool, int, float, str, type(None))) or (
-        isinstance(v, (list, tuple)) and all(_plain(x) for x in v))
+def _check(lens, pairs, alphas, steps, num_inference_steps, k, width, pooled_alpha, channel_set, spatial,
+           source_store, source_images) -> None:
+    if not pairs or any(len(p) != 2 for p in pairs):
+        raise RecipeError("pairs must be a non-empty list of (source_prompt, target_prompt)")
+    if channel_set not in ("massive", "random", "low"):
+        raise RecipeError(f"channel_set={channel_set!r}: expected 'massive', 'random' or 'low'")
+    if spatial not in ("all", "subject"):
+        raise RecipeError(f"spatial={spatial!r}: expected 'all' or 'subject'")
+    bad = [a for a in alphas if not 0.0 <= float(a) <= 1.0]
+    if bad:
+        raise RecipeError(f"alphas {bad} outside [0, 1]")
+    if steps is not None and not all(0 <= s < num_inference_steps for s in steps):
+        raise OutOfRangeError(f"steps {list(steps)} out of range 0..{num_inference_steps - 1}")
+    if not (0 if pooled_alpha else 1) <= k <= width:
+        raise RecipeError(f"k={k} outside {0 if pooled_alpha else 1}..{width} (the channels of the chosen names)")
+    if not 0.0 <= float(pooled_alpha) <= 1.0:
+        raise RecipeError(f"pooled_alpha={pooled_alpha} outside [0, 1]")
+    if pooled_alpha and lens.arch.pooled is None:
+        raise RecipeError(f"pooled_alpha={pooled_alpha}: {lens.arch.model_class} takes no pooled text embedding "
+                          f"(see {lens.arch.source})")
+    if pooled_alpha and (source_store is not None or source_images is not None):
+        raise RecipeError("pooled_alpha needs a live source prompt: stores and source images hold no pooled "
+                          "text embedding")
 
 
 def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: int = 4,
               alphas=(0.25, 0.5, 0.75, 1.0), steps=None, spatial: str = "all", num_inference_steps: int = 20,
               detection=None, source_store=None, storage_options: dict | None = None, source_images=None,
-              channel_set: str = "massive", random_seed: int = 0, pooled_alpha: float = 0.0,
+              channel_set: str = "massive", random_seed: int = 0, pooled_alpha: float = 0.0, scorer=None,
               pipeline: dict | None = None, runs: dict | None = None) -> Transport:
     from ..edits import patch
-    from ..tiny.evaluate import analyse
     from .detect import detect
 
     kw = dict(pipeline or {})
     pairs = [tuple(p) for p in pairs]
-    if not pairs or any(len(p) != 2 for p in pairs):
-        raise ValueError("pairs must be a non-empty list of (source_prompt, target_prompt)")
-    if channel_set not in ("massive", "random", "low"):
-        raise ValueError(f"channel_set={channel_set!r}: expected 'massive', 'random' or 'low'")
-    if spatial not in ("all", "subject"):
-        raise ValueError(f"spatial={spatial!r}: expected 'all' or 'subject'")
-    bad = [a for a in alphas if not 0.0 <= float(a) <= 1.0]
-    if bad:
-        raise ValueError(f"alphas {bad} outside [0, 1]")
-    if steps is not None and not all(0 <= s < num_inference_steps for s in steps):
-        raise IndexError(f"steps {list(steps)} out of range 0..{num_inference_steps - 1}")
     chosen = lens.names(names)
     width = lens.shape(chosen[0])[1]
-    if not (0 if pooled_alpha else 1) <= k <= width:
-        raise ValueError(f"k={k} outside {0 if pooled_alpha else 1}..{width} (the channels of {chosen[0]})")
-    if not 0.0 <= float(pooled_alpha) <= 1.0:
-        raise ValueError(f"pooled_alpha={pooled_alpha} outside [0, 1]")
-    if pooled_alpha and lens.arch.pooled is None:
-        raise ValueError(f"pooled_alpha={pooled_alpha}: {lens.arch.model_class} takes no pooled text embedding "
-                         f"(see {lens.arch.source})")
-    if pooled_alpha and (source_store is not None or source_images is not None):
-        raise ValueError("pooled_alpha needs a live source prompt: stores and source images hold no pooled "
-                         "text embedding")
+    _check(lens, pairs, alphas, steps, num_inference_steps, k, width, pooled_alpha, channel_set, spatial,
+           source_store, source_images)
     massive_k = detection.k if detection is not None else 4  # the massive set a detection run here would find
     if channel_set == "random" and k > width - massive_k:
-        raise ValueError(f"channel_set='random' draws k channels outside the {massive_k} massive ones: "
-                         f"k <= {width - massive_k}, got {k}")
-    embedded = type(lens.pipeline).__name__ == "TinyShapesPipeline"
-    if source_images is not None:
-        src_images = _load_images(source_images, len(pairs), lens)
-    if spatial == "subject" and not embedded:
-        raise ValueError("spatial='subject' segments subjects with the embedded model's evaluator; use 'all'")
-    sources = [s for s, _ in pairs for _ in seeds]
-    targets = [t for _, t in pairs for _ in seeds]
-    all_seeds = [int(x) for _ in pairs for x in seeds]
+        raise RecipeError(f"channel_set='random' draws k channels outside the {massive_k} massive ones: "
+                          f"k <= {width - massive_k}, got {k}")
+    judge = resolve_scorer(scorer, lens.spec)
+    if spatial == "subject" and not implements(judge, "masks"):
+        raise RecipeError("spatial='subject' takes the subject tokens from a scorer's masks of the source images; "
+                          "this model has no such scorer: give scorer= or use spatial='all'")
+    sources, all_seeds = _samples.grid([s for s, _ in pairs], seeds)
+    targets, _ = _samples.grid([t for _, t in pairs], seeds)
+    latents = None
+    if source_images is not None:  # checked and turned into the transformer's input before any generation
+        if lens.spec is None or lens.spec.image_latents is None:
+            raise RecipeError(f"image-conditioned sources need a model spec that turns images into "
+                              f"{type(lens.pipeline).__name__}'s transformer input (dit_lens.models); pass source "
+                              f"prompts instead")
+        src_images = np.repeat(load_images(source_images, len(pairs)), len(seeds), axis=0)
+        latents = lens.spec.image_latents(lens.pipeline, src_images, all_seeds)
     det = detection or detect(lens, names=chosen, k=massive_k, prompts=sorted(set(sources + targets)),
                               seeds=list(seeds), num_inference_steps=num_inference_steps, pipeline=kw)
 
     def run(prompts, edits=(), cache=None, on_step=None):
-        gens = [torch.Generator().manual_seed(s) for s in all_seeds]
-        return lens.generate(prompts, num_inference_steps=num_inference_steps, generator=gens, edits=edits,
-                             cache=cache, on_step=on_step, **kw)
+        return lens.generate(prompts, num_inference_steps=num_inference_steps,
+                             generator=_samples.generators(all_seeds), edits=edits, cache=cache, on_step=on_step,
+                             **kw)
 
     rng = np.random.default_rng(random_seed)
     shared, runs = runs is not None, {} if runs is None else runs
-
-    def channel_subset(name: str) -> list[int]:
-        if channel_set == "massive":
-            return det.ranked(name)[:k]
-        if channel_set == "low":
-            return det.low(name, k)
-        outside = [c for c in range(lens.shape(name)[1]) if c not in det.massive(name)]
-        return sorted(rng.choice(outside, size=k, replace=False).tolist())
-
-    channels = {n: channel_subset(n) for n in chosen} if k else {}
+    pick = {"massive": lambda n: det.ranked(n)[:k], "low": lambda n: det.low(n, k),
+            "random": lambda n: det.random(n, k, rng)}[channel_set]
+    channels = {n: pick(n) for n in chosen} if k else {}
     keep = list(range(num_inference_steps)) if steps is None else list(steps)
-    if source_images is not None:  # image-conditioned: each pair's source is an image, prompts are its captions
-        src_images = np.repeat(src_images, len(seeds), axis=0)
-        src_values = image_source(lens, src_images, targets, all_seeds, chosen, num_inference_steps, **kw)
-        cfg = None
-    elif source_store is not None:  # offline: the source trajectory comes from a store (its recorded cfg branch)
-        src_values, src_images, cfg = _from_store(lens, source_store, storage_options, sources, all_seeds, chosen,
-                                                  keep)
+    pooled: dict = {}
+    if latents is not None:  # image-conditioned: each pair's source is an image, prompts are its captions
+        src_values = image_source(lens, latents, targets, all_seeds, chosen, num_inference_steps, **kw)
+    elif source_store is not None:  # offline: the source trajectory comes from a store
+        src_values, src_images = store_source(lens, source_store, storage_options, sources, all_seeds, chosen, keep)
     else:
         key = (tuple(sources), tuple(all_seeds), tuple(chosen), tuple(keep), num_inference_steps)
-        hit = _reused(runs, "source", key, kw)
-        if hit is None:
-            pooled: dict = {}
-
-            def read_pooled(run_, step):
-                if step.index == 0:
-                    pooled[step.branch] = run_.pooled().detach().clone()
-
-            # a shared ``runs`` keeps the pooled embedding too, for a later call's pooled_alpha
-            with_pooled = lens.arch.pooled is not None and (pooled_alpha or shared)
-            src = run(sources, cache=chosen, on_step=read_pooled if with_pooled else None)
-            hit = ({(n, s): src.cache[n, s] for n in chosen for s in keep}, np.asarray(src.images), pooled)
+        hit = reused(runs, "source", key, kw)
+        if hit is None:  # a shared ``runs`` keeps the pooled embedding too, for a later call's pooled_alpha
+            hit = live_source(lens, run, sources, chosen, keep,
+                              with_pooled=lens.arch.pooled is not None and bool(pooled_alpha or shared))
             runs["source"] = (key, kw, hit)
         src_values, src_images, pooled = hit
-        cfg = None
     key = (tuple(targets), tuple(all_seeds), num_inference_steps)
-    tgt_images = _reused(runs, "target", key, kw)
+    tgt_images = reused(runs, "target", key, kw)
     if tgt_images is None:
         tgt_images = np.asarray(run(targets).images)
         runs["target"] = (key, kw, tgt_images)
     images = {"source": src_images, "target": tgt_images}
     tokens = None
     if spatial == "subject":  # tokens of the source subjects (pooled to the token grid), union over the batch
-        from .cluster import subject_masks
-
-        side = int(round(lens.shape(chosen[0])[0] ** 0.5))
-        union = subject_masks(images["source"], (side, side)).any(0).ravel()
+        grid = lens.token_grid(kw.get("height"), kw.get("width"))
+        union = pool_masks(judge.masks(images["source"]), grid).any(0).ravel()
         tokens = np.nonzero(union)[0].tolist() or None
 
     def move_pooled(run_, step):  # the target's pooled embedding moves pooled_alpha of the way to the source's
@@ -300,29 +206,30 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
         edits = []
         for name in chosen if k else ():
             ch = channels[name]
-            values = {}
-            for s in keep:
-                v = src_values[name, s][:, :, ch]
-                values[s] = v if tokens is None else v[:, tokens]
-            edits.append(patch(name, values, alpha=float(alpha), channels=ch, tokens=tokens, cfg=cfg))
+            for b, (cfg, _) in enumerate(src_values[name, keep[0]]):  # one edit per recorded CFG branch
+                values = {}
+                for s in keep:
+                    v = src_values[name, s][b][1][:, :, ch]
+                    values[s] = v if tokens is None else v[:, tokens]
+                edits.append(patch(name, values, alpha=float(alpha), channels=ch, tokens=tokens, cfg=cfg))
         images[float(alpha)] = np.asarray(run(targets, edits=edits, on_step=move_pooled if pooled_alpha else None)
                                           .images)
     success, blend = {}, {}
-    if embedded:
-        target_masks = [analyse(im).mask for im in images["target"]]
+    toward = {float(a): _toward(images[float(a)], images["source"], images["target"]) for a in alphas}
+    if implements(judge, "transported") and is_images(images["target"]):
         for alpha in alphas:
             a = float(alpha)
-            ok = [_moved(im, t, s, m) for im, t, s, m in zip(images[a], targets, sources, target_masks)]
             mix = (a * images["source"].astype(np.float64) + (1 - a) * images["target"]).round().astype(np.uint8)
-            okb = [_moved(im, t, s, m) for im, t, s, m in zip(mix, targets, sources, target_masks)]
-            success[a], blend[a] = float(np.mean(ok)), float(np.mean(okb))
+            success[a] = float(np.mean(judge.transported(images[a], sources, targets, images["target"])))
+            blend[a] = float(np.mean(judge.transported(mix, sources, targets, images["target"])))
     params = dict(pairs=[list(p) for p in pairs], seeds=list(seeds), names=names, k=k, channel_set=channel_set,
                   random_seed=random_seed, pooled_alpha=float(pooled_alpha),
                   source_images=None if source_images is None else
                   [str(p) for p in source_images] if isinstance(source_images[0], (str, Path)) else "array",
                   alphas=[float(a) for a in alphas], steps=None if steps is None else list(steps), spatial=spatial,
                   source_store=None if source_store is None else str(source_store),
-                  num_inference_steps=num_inference_steps, pipeline={a: str(b) for a, b in kw.items()})
-    return Transport(success=success, blend_success=blend, params=params, images=images,
+                  num_inference_steps=num_inference_steps, scorer=judge.name if judge is not None else None,
+                  pipeline={a: str(b) for a, b in kw.items()})
+    return Transport(success=success, blend_success=blend, params=params, toward_source=toward, images=images,
                      channels={n: [int(c) for c in ch] for n, ch in channels.items()},
                      massive={n: det.massive(n) for n in chosen})

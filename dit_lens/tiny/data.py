@@ -18,6 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ArgumentError
+
+__all__ = ["COLOURS", "SHAPES", "SIZE", "R_MIN", "R_MAX", "prompt_for", "render", "Sample", "sample", "batch"]
+
 COLOURS: dict[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
     "green": (40, 170, 60),
@@ -51,7 +55,7 @@ def _inside(shape: str, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
     if shape == "ring":
         rr = dx * dx + dy * dy
         return (rr <= 1.0) & (rr >= 0.5**2)
-    raise ValueError(f"unknown shape {shape!r}; valid: {', '.join(SHAPES)}")
+    raise ArgumentError(f"unknown shape {shape!r}; valid: {', '.join(SHAPES)}")
 
 
 def render(shape: str, cx: float, cy: float, r: float, size: int = SIZE, supersample: int = _SUPER) -> np.ndarray:

@@ -18,6 +18,8 @@ import torch
 
 from . import data, evaluate
 
+__all__ = ["HELD_OUT", "demo_prompts", "top1_over_median", "channel_profile", "demo"]
+
 HELD_OUT = 10**9  # data seeds >= this are never drawn in training (train seeds are < 10**8)
 
 
@@ -142,7 +144,7 @@ def demo(out, model: str = "tiny", steps: int = 20, seed: int = 0, n: int = 20, 
           f"IoU {scores.iou:.2f}")
     if full:
         report["recipes"] = _recipes(lens, out, steps, stages)
-        from ..report import write_page
+        from .page import write_page
 
         write_page(out, report)
         print(f"report: {out / 'report.md'}")
@@ -154,12 +156,7 @@ def demo(out, model: str = "tiny", steps: int = 20, seed: int = 0, n: int = 20, 
 def _recipes(lens, out: Path, steps: int, stages) -> dict:
     import shutil
 
-    from ..record import record
-    from ..recipes.cluster import cluster
-    from ..recipes.detect import detect
-    from ..recipes.disrupt import disrupt
-    from ..recipes.transport import transport
-    from ..store import open_store
+    from .. import cluster, detect, disrupt, open_store, record, transport
 
     store = out / "demo.zarr"
     shutil.rmtree(store, ignore_errors=True)
@@ -172,8 +169,7 @@ def _recipes(lens, out: Path, steps: int, stages) -> dict:
     det = detect(ds, k=4)
     det.figures(out)
     stages.update()
-    dis = disrupt(lens, prompts=demo_prompts(6), seeds=[0, 1], k=4, detection=det,
-                          num_inference_steps=steps)
+    dis = disrupt(lens, prompts=demo_prompts(6), seeds=[0, 1], k=4, detection=det, num_inference_steps=steps)
     dis.figure(out)
     stages.update()
     clu = cluster(ds, k=4, K=2, steps=[keep[2], keep[-1]], detection=det)

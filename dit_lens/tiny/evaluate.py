@@ -17,7 +17,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..errors import ArgumentError
+
 from . import data
+
+__all__ = ["parse_prompt", "Analysis", "analyse", "Scores", "score"]
 
 _NAMES = list(data.COLOURS)
 _PALETTE = np.array([data.COLOURS[c] for c in _NAMES], np.float32)
@@ -26,7 +30,7 @@ _PALETTE = np.array([data.COLOURS[c] for c in _NAMES], np.float32)
 def parse_prompt(prompt: str) -> tuple[str, str, str]:
     words = prompt.lower().split()
     if len(words) != 7 or words[0] != "a" or words[3:5] != ["on", "a"] or words[6] != "background":
-        raise ValueError(f"not a shapes prompt: {prompt!r} (expected 'a COLOUR SHAPE on a COLOUR background')")
+        raise ArgumentError(f"not a shapes prompt: {prompt!r} (expected 'a COLOUR SHAPE on a COLOUR background')")
     return words[1], words[2], words[5]
 
 
@@ -108,7 +112,7 @@ def score(images, prompts: list[str]) -> Scores:
                          shape_ok=a.shape == shape, shape_read=a.shape, colour_read=a.colour,
                          background_read=a.background, iou=a.ious.get(shape, 0.0), shape=shape))
     if not rows:
-        raise ValueError("no images to score")
+        raise ArgumentError("no images to score")
     per_shape = {}
     for s in data.SHAPES:
         sub = [r["shape_ok"] for r in rows if r["shape"] == s]

@@ -14,7 +14,6 @@ values (as Flux packs its latents), and 10 text tokens.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -27,7 +26,12 @@ from diffusers.pipelines.pipeline_utils import ImagePipelineOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from ..errors import ArgumentError
 from . import data
+
+__all__ = ["PATCH", "GRID", "MAX_TOKENS", "TRANSFORMER_CONFIG", "VOCAB", "TEXT_CONFIG", "WEIGHTS", "WordTokenizer",
+           "image_ids", "pack", "unpack", "TinyShapesPipeline", "transformer_config", "weights_config", "build",
+           "load_weights"]
 
 PATCH = 2
 GRID = data.SIZE // PATCH  # 16 x 16 image tokens
@@ -59,12 +63,6 @@ TEXT_CONFIG = dict(
 WEIGHTS = resources.files("dit_lens.tiny") / "weights" / "tiny_shapes.safetensors"
 
 
-def config_hash(transformer_config: dict | None = None) -> str:
-    blob = json.dumps({"transformer": transformer_config or TRANSFORMER_CONFIG, "text": TEXT_CONFIG, "vocab": VOCAB},
-                      sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 class WordTokenizer:
     """Maps a prompt to ``[<bos>, words..., <eos>, <pad>...]`` ids of length ``MAX_TOKENS``."""
 
@@ -80,12 +78,12 @@ class WordTokenizer:
             words = p.lower().split()
             unknown = [w for w in words if w not in self.ids or w.startswith("<")]
             if unknown:
-                raise ValueError(
+                raise ArgumentError(
                     f"prompt {p!r} has words outside the tiny model's vocabulary: {unknown}; "
                     f"known words: {', '.join(w for w in self.vocab if not w.startswith('<'))}"
                 )
             if len(words) + 2 > self.max_length:
-                raise ValueError(f"prompt {p!r} has {len(words)} words; at most {self.max_length - 2} fit")
+                raise ArgumentError(f"prompt {p!r} has {len(words)} words; at most {self.max_length - 2} fit")
             ids = [self.ids["<bos>"], *(self.ids[w] for w in words), self.ids["<eos>"]]
             rows.append(ids + [self.ids["<pad>"]] * (self.max_length - len(ids)))
         return torch.tensor(rows, dtype=torch.long)
@@ -132,9 +130,9 @@ class TinyShapesPipeline(DiffusionPipeline):
                  return_dict: bool = True):
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         if not prompts:
-            raise ValueError("no prompt given")
+            raise ArgumentError("no prompt given")
         if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+            raise ArgumentError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         n = len(prompts)
         device = self.transformer.device
         cfg = guidance_scale > 1.0
@@ -171,7 +169,7 @@ def transformer_config(heads: int | None = None, double: int | None = None, sing
     for key, value in (("num_attention_heads", heads), ("num_layers", double), ("num_single_layers", single)):
         if value is not None:
             if value < 1:
-                raise ValueError(f"{key} must be >= 1, got {value}")
+                raise ArgumentError(f"{key} must be >= 1, got {value}")
             cfg[key] = int(value)
     return cfg
 
@@ -218,5 +216,5 @@ def load_weights(pipe: TinyShapesPipeline, path) -> None:
         part = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
         missing, unexpected = getattr(pipe, name).load_state_dict(part, strict=False)
         if missing or unexpected:
-            raise ValueError(f"{path}: weights do not match the tiny model's {name} "
+            raise ArgumentError(f"{path}: weights do not match the tiny model's {name} "
                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")

@@ -26,7 +26,10 @@ import numpy as np
 import torch
 
 from . import data, evaluate
-from .pipeline import TinyShapesPipeline, build, config_hash, pack, transformer_config
+from ..models import config_hash
+from .pipeline import TinyShapesPipeline, build, pack, transformer_config
+
+__all__ = ["evaluate_modules", "train", "main"]
 
 
 class _Batches(torch.utils.data.Dataset):
@@ -101,7 +104,8 @@ def train(out: Path, steps: int, batch_size: int = 32, lr: float = 2e-3, weight_
     model = torch.nn.ModuleDict({"transformer": pipe.transformer, "text_encoder": pipe.text_encoder})
     model.train()
     ema = copy.deepcopy(model).eval()
-    ema_pipe = TinyShapesPipeline(ema["transformer"], ema["text_encoder"], pipe.tokenizer, copy.deepcopy(pipe.scheduler))
+    ema_pipe = TinyShapesPipeline(ema["transformer"], ema["text_encoder"], pipe.tokenizer,
+                                  copy.deepcopy(pipe.scheduler))
     ema_pipe.set_progress_bar_config(disable=True)
     fused = device.type == "cuda"
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.99), fused=fused)
@@ -115,7 +119,7 @@ def train(out: Path, steps: int, batch_size: int = 32, lr: float = 2e-3, weight_
         start = state["step"]
         print(f"resumed from step {start}", flush=True)
     hparams = dict(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
-                   ema_decay=ema_decay, p_uncond=p_uncond, seed=seed, config_hash=config_hash(cfg))
+                   ema_decay=ema_decay, p_uncond=p_uncond, seed=seed, config_hash=config_hash(pipe))
     (out / "hparams.json").write_text(json.dumps(dict(hparams, transformer_config=cfg), indent=2))
     log = open(out / "log.jsonl", "a")
     loader = torch.utils.data.DataLoader(_Batches(seed, batch_size), batch_size=None, sampler=range(start, steps),
@@ -207,8 +211,9 @@ def main(argv=None) -> None:
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         p.error(f"--device {a.device}: torch {torch.__version__} sees no CUDA device")
     train(a.out, a.steps, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay, seed=a.seed,
-          ckpt_every=a.ckpt_every, log_every=a.log_every, threads=a.threads, device=a.device, workers=a.workers, time_limit=a.time_limit,
-          eval_every=a.eval_every, eval_n=a.eval_n, heads=a.heads, double=a.double, single=a.single)
+          ckpt_every=a.ckpt_every, log_every=a.log_every, threads=a.threads, device=a.device, workers=a.workers,
+          time_limit=a.time_limit, eval_every=a.eval_every, eval_n=a.eval_n, heads=a.heads, double=a.double,
+          single=a.single)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,25 @@
-"""Tiny random-weight pipelines of each supported architecture, built from configs (no hub, no text encoders).
+"""Random-weight pipelines built from configs (no hub, no text encoders), for tests and benchmarks.
 
-Each builder returns ``(pipeline, kwargs)``: the pipeline has its transformer and scheduler only, and ``kwargs``
-drive it with precomputed text embeddings and ``output_type="latent"``, so a full denoising loop runs in
-milliseconds. ``BUILDERS`` maps an architecture's transformer class to its builder: one row per architecture.
+    ROWS                 contract rows: id -> Row(build, families), at least one per supported architecture
+    Row.build(batch=2)   -> (pipeline, kwargs): the pipeline has its transformer and scheduler only; ``kwargs``
+                         drive it with precomputed text embeddings and ``output_type="latent"`` (the embedded
+                         model's row: prompts and images), so a denoising loop runs in milliseconds
+    lens(row_id)         -> (Lens, kwargs) of a row, validated with a one-step call of those kwargs
+    medium_flux(batch, size)   a Flux of moderate size (width 384, 4 + 8 blocks) for CPU benchmarks
+    flux_dev(batch, device)    a transformer of Flux.1-dev's configuration in bf16 at 1024 x 1024 (GPU benchmarks)
+
+Adding an architecture = its file in dit_lens/archs/ + one row here; tests/test_contract.py runs the shared contract
+on every row, with the CFG style each row's arguments select by the adapter's own rule.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
+
+__all__ = ["Row", "ROWS", "lens", "medium_flux", "flux_dev"]
 
 
 def _embeds(b, t, d, seed=0):
@@ -170,16 +181,21 @@ def chroma(batch=2):
 
 
 def tiny_shapes(batch=2):
-    from dit_lens.tiny.pipeline import build
+    from .models import get
 
     torch.manual_seed(0)
-    pipe = build(weights=None)
+    pipe = get("tiny").build(None)
     prompts = ["a red circle on a blue background", "a green square on a white background"][:batch]
     return pipe, dict(prompt=prompts, guidance_scale=4.0)
 
 
-# one row per architecture: (id, builder, expected families, sequential CFG calls per step)
-BUILDERS = {
+@dataclass(frozen=True)
+class Row:
+    build: object  # (batch=2) -> (pipeline, kwargs)
+    families: frozenset  # the name families the row's model must expose
+
+
+ROWS = {key: Row(fn, frozenset(fams)) for key, (fn, fams) in {
     "flux": (flux, {"double", "single"}),
     "flux_true_cfg": (flux_true_cfg, {"double", "single"}),
     "flux2": (flux2, {"double", "single"}),
@@ -191,4 +207,55 @@ BUILDERS = {
     "cogview4": (cogview4, {"double"}),
     "auraflow": (auraflow, {"double", "single"}),
     "chroma": (chroma, {"double", "single"}),
-}
+}.items()}
+
+
+def lens(row: str, batch: int = 2):
+    """The row's pipeline under a Lens, validated with a one-step call of the row's own arguments; and those
+    arguments."""
+    from .lens import Lens
+
+    pipe, kw = ROWS[row].build(batch)
+    return Lens(pipe, example=dict(kw, num_inference_steps=1)), kw
+
+
+def medium_flux(batch=4, size=256):
+    """A random-weight Flux pipeline of moderate size: width 384, 4 double + 8 single blocks, (size / 16)^2 image
+    tokens (256 at the default 256 x 256, 1024 at 512 x 512), driven by embeddings."""
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+
+    torch.manual_seed(0)
+    tr = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=4, num_single_layers=8,
+                                attention_head_dim=64, num_attention_heads=6, joint_attention_dim=64,
+                                pooled_projection_dim=64, axes_dims_rope=[16, 24, 24]).eval()
+    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None,
+                        text_encoder_2=None, tokenizer_2=None, transformer=tr)
+    g = torch.Generator().manual_seed(0)
+    kw = dict(prompt_embeds=torch.randn(batch, 32, 64, generator=g), pooled_prompt_embeds=torch.randn(batch, 64,
+              generator=g), height=size, width=size, output_type="latent", guidance_scale=1.0)
+    return pipe, kw
+
+
+def flux_dev(batch=2, device="cuda"):
+    """A random-weight transformer of Flux.1-dev's configuration (19 + 38 blocks, width 3072) in bf16 at
+    1024 x 1024 (4096 image tokens, 512 text tokens), built on ``device`` directly; no VAE (latents out),
+    embeddings in (one row per sample). About 24 GB: a GPU's work."""
+    from diffusers import FluxPipeline, FluxTransformer2DModel
+
+    torch.manual_seed(0)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        with torch.device(device):
+            tr = FluxTransformer2DModel(guidance_embeds=True).eval()
+    finally:
+        torch.set_default_dtype(default)
+    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True,
+                                                                  base_shift=0.5, max_shift=1.15),
+                        vae=None, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                        transformer=tr)
+    g = torch.Generator().manual_seed(0)
+    kw = dict(prompt_embeds=torch.randn(batch, 512, 4096, generator=g).to(torch.bfloat16),
+              pooled_prompt_embeds=torch.randn(batch, 768, generator=g).to(torch.bfloat16),
+              height=1024, width=1024, output_type="latent", guidance_scale=3.5)
+    return pipe, kw

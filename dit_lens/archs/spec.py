@@ -1,8 +1,11 @@
-"""The data types an architecture file fills in (no logic beyond field checks).
+"""The data types an architecture file fills in (public: what an adapter author writes; no logic beyond field
+checks and the sequential-CFG rule).
 
     Family(name, path, output, inputs, sites, txt_may_be_none)   one ModuleList of blocks
-    SequentialCFG(scale, default, needs, order)                  pipelines calling the transformer once per branch
-    Arch(model_class, families, ...)                              one diffusers transformer class
+    SequentialCFG(scale, default, needs, order)                  pipelines calling the transformer once per branch;
+                                                                 ``.active(kwargs)`` says whether a call does
+    Arch(model_class, families, ...)                              one diffusers transformer class;
+                                                                 ``.calls_per_step(kwargs)`` is 1 or 2
     mmdit_double(path, mlp)                                      the common MM-DiT two-stream block family
 
 Layout strings, for a block's return value (``output``) and for where its streams come in (``inputs``):
@@ -13,6 +16,10 @@ Layout strings, for a block's return value (``output``) and for where its stream
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from ..errors import ArgumentError
+
+__all__ = ["LAYOUTS", "Family", "SequentialCFG", "Arch", "mmdit_double"]
 
 LAYOUTS = ("txt,img", "img,txt", "img", "joint")
 
@@ -29,7 +36,7 @@ class Family:
 
     def __post_init__(self):
         if self.output not in LAYOUTS:
-            raise ValueError(f"family {self.name}: output layout {self.output!r} not in {LAYOUTS}")
+            raise ArgumentError(f"family {self.name}: output layout {self.output!r} not in {LAYOUTS}")
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,12 @@ class SequentialCFG:
     default: float
     needs: tuple
     order: tuple = ("cond", "uncond")
+
+    def active(self, kwargs: dict) -> bool:
+        """Whether a pipeline call with these keyword arguments makes one transformer call per branch."""
+        scale = kwargs.get(self.scale, self.default)
+        return scale is not None and scale > 1 and (not self.needs or any(kwargs.get(k) is not None
+                                                                            for k in self.needs))
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,11 @@ class Arch:
     # a transformer attribute (tensor) whose dim-1 length is prepended to the text inside the blocks (registers)
     text_extra: str | None = None
     source: str = ""  # filled in by the registry: the file that declares this arch
+
+    def calls_per_step(self, kwargs: dict) -> int:
+        """Transformer calls per denoising step of a pipeline call with these keyword arguments: 2 where the
+        pipeline runs classifier-free guidance as separate cond and uncond calls, else 1."""
+        return 2 if self.sequential_cfg is not None and self.sequential_cfg.active(kwargs) else 1
 
 
 def mmdit_double(path: str = "transformer_blocks", mlp: tuple = ("ff", "ff_context"), **kw) -> Family:

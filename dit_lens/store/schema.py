@@ -1,21 +1,22 @@
-"""The activation store: a zarr (v3) group that plain ``xarray.open_zarr`` opens, with dit-lens's schema.
+"""The store's schema: what a store holds and how it is laid out in zarr (v3), readable with plain xarray.
 
-    SCHEMA_VERSION
-    Layout(...)                 what a store holds: samples, steps, layers, names, token counts, mode, encoding
+    SCHEMA_VERSION, STATS, ENCODINGS
+    Layout(...)                 what a store holds: samples, steps, layers, names, token counts, mode, encoding,
+                                chunk geometry and the run's attributes
+    layers_per_chunk(tokens, channels, encoding)   layers per data chunk (about 8 MiB a chunk)
+    compressors()               the store's lossless codec
     create(url, layout, ...)    write the fixed-shape template (metadata + coordinates, no data chunks), in one
                                 concurrent round of writes
-    ensure_images(group, n, shape)   add the uint8 image variables once a run's images (and so their shape) exist
+    open_group(url, ...)        the zarr group, its schema version checked
+    read_layout(group)          the Layout a store was created with
+    decode(raw, encoding)       stored values -> float32 (bf16 bits widened exactly)
     uint8_images(images)        a pipeline's output as the uint8 (n, H, W, 3) the store keeps, or None (latents)
-    open_group(url, ...)        the zarr group for writers (checks the schema version)
-    open_store(url, ...)        lazy xarray.Dataset: decoded to float32, units not flagged complete masked to NaN
-    verify(url, ...)            read every chunk of every complete unit; list the ones that fail to decode
-    StoreError                  a store that cannot be used (schema, model mismatch, unreachable, corrupt)
 
 Variables (see stores/README.md): ``{stream}.{site}`` (sample, step, layer, {stream}_token, channel) in full mode,
 ``{stream}.{site}.stats`` (sample, step, layer, stat, channel) in both modes, ``complete`` (sample, step),
 ``nonfinite`` (sample, step), ``timestep`` (sample, step), ``image`` (sample, y, x, rgb) uint8 and
-``image_complete`` (sample). A data chunk holds one (sample, step) and a group of layers (``layers_per_chunk``,
-about 8 MiB), is written whole, and is flagged complete only after every variable of the unit is written.
+``image_complete`` (sample). A data chunk holds one (sample, step) and a group of layers (``layers_per_chunk``),
+is written whole, and is flagged complete only after every variable of the unit is written.
 """
 
 from __future__ import annotations
@@ -26,21 +27,21 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..errors import StoreError
+
+__all__ = ["SCHEMA_VERSION", "STATS", "ENCODINGS", "Layout", "layers_per_chunk", "compressors", "create",
+           "open_group", "read_layout", "decode", "uint8_images"]
+
 SCHEMA_VERSION = 1
 STATS = ("mean_abs", "max_abs", "rms", "median_abs")
 ENCODINGS = {"float32": "float32", "float16": "float16", "bfloat16-bits": "uint16"}
 
 
 def compressors() -> list:
-    """The store's lossless codec: Blosc LZ4 with bit-shuffle (1.7 bytes/value on bf16-precision activations and
-    about twice zstd-1's write speed here; see bench/store_bench.py)."""
+    """The store's lossless codec: Blosc LZ4 with bit-shuffle (see bench/README.md for how it compares with zstd)."""
     from zarr.codecs import BloscCodec
 
     return [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")]
-
-
-class StoreError(RuntimeError):
-    """A store that cannot be opened, appended to or trusted."""
 
 
 @dataclass
@@ -55,7 +56,6 @@ class Layout:
     tokens: dict  # stream -> token count stored
     channels: int
     grid: list | None  # [rows, cols] of the image tokens, when known
-    image_shape: list | None  # [H, W, 3] in stores written before images were added by ``ensure_images``; else None
     mode: str = "full"  # "full" | "stats"
     encoding: str = "float32"
     cfg: str = "cond"
@@ -72,9 +72,15 @@ class Layout:
         return out
 
 
+def layers_per_chunk(tokens: int, channels: int, encoding: str, target: int = 8 << 20) -> int:
+    """Layers per data chunk so one chunk holds about ``target`` bytes (at least one layer)."""
+    per_layer = tokens * channels * (4 if encoding == "float32" else 2)
+    return max(1, target // per_layer)
+
+
 def _lazy(shape: tuple, fill, dtype):
     """A never-computed stand-in for a template variable: one dask chunk (the zarr chunks come from the encoding),
-    so the template's cost does not grow with the store's chunk count (8 x 28 x 57 chunks: 1.3 s as one task each)."""
+    so the template's cost does not grow with the store's chunk count."""
     import dask.array as da
 
     return da.full(shape, fill, dtype=dtype, chunks=shape)
@@ -129,7 +135,7 @@ def create(url: str, layout: Layout, storage_options: dict | None = None) -> Non
 
 def _copy_new(template, url: str, storage_options: dict | None) -> None:
     """Every object of ``template`` to a new store at ``url``, all at once: one concurrent round of writes (on
-    object storage ~50 sequential requests became one burst: 1.0 -> 0.33 s on the loopback S3 server)."""
+    object storage one burst of requests instead of ~50 sequential ones)."""
     import asyncio
 
     from zarr.core.buffer import default_buffer_prototype
@@ -161,26 +167,9 @@ def read_layout(group) -> Layout:
     version = attrs.get("dit_lens_schema")
     if version != SCHEMA_VERSION:
         raise StoreError(f"store schema version {version!r}, this dit-lens reads version {SCHEMA_VERSION}")
-    return Layout(**json.loads(attrs["layout"]))
-
-
-def ensure_images(group, n: int, shape: tuple) -> None:
-    """Create ``image`` (sample, y, x, rgb) uint8 and ``image_complete`` (sample) the first time a writer has images
-    of ``shape`` (H, W, 3): the run's own output decides it, not a guess made before the run. Writers sharing a
-    store may race to create them; the loser checks that the shapes agree."""
-    import zarr
-
-    H, W, _ = shape
-    try:
-        group.create_array("image", shape=(n, H, W, 3), chunks=(1, H, W, 3), dtype="uint8", fill_value=0,
-                           compressors=compressors(), dimension_names=("sample", "y", "x", "rgb"))
-        group.create_array("image_complete", shape=(n,), chunks=(1,), dtype="bool", fill_value=False,
-                           compressors=compressors(), dimension_names=("sample",))
-    except zarr.errors.ContainsArrayError:
-        pass
-    have = tuple(group["image"].shape)
-    if have != (n, H, W, 3):
-        raise StoreError(f"this store's images are {have[1:]}, this run made {tuple(shape)}")
+    fields = json.loads(attrs["layout"])
+    fields.pop("image_shape", None)  # written (always None) by stores created before images had their own arrays
+    return Layout(**fields)
 
 
 def uint8_images(images) -> np.ndarray | None:
@@ -227,51 +216,3 @@ def decode(arr, encoding: str):
     return arr.astype(np.float32, copy=False)
 
 
-def open_store(url: str, complete_only: bool = True, **storage_options):
-    """The store as a lazy ``xarray.Dataset``: activations decoded to float32; units whose ``complete`` flag is not
-    set read as NaN (``complete_only=False`` shows raw fill values instead)."""
-    import xarray as xr
-
-    try:
-        ds = xr.open_zarr(url, consolidated=False, storage_options=storage_options or None, zarr_format=3)
-    except FileNotFoundError as e:
-        raise StoreError(f"no dit-lens store at {url}") from e
-    except Exception as e:  # noqa: BLE001
-        raise StoreError(f"cannot open store {url}: {type(e).__name__}: {e}") from e
-    if ds.attrs.get("dit_lens_schema") != SCHEMA_VERSION:
-        raise StoreError(f"{url}: store schema version {ds.attrs.get('dit_lens_schema')!r}, this dit-lens reads "
-                         f"version {SCHEMA_VERSION}")
-    enc = ds.attrs.get("encoding", "float32")
-    complete = ds["complete"]
-    for var in list(ds.data_vars):
-        v = ds[var]
-        if "step" in v.dims and var not in ("complete", "nonfinite"):
-            if var.count(".") == 1:  # a full activation variable
-                v = xr.apply_ufunc(decode, v, kwargs={"encoding": enc}, dask="parallelized",
-                                   output_dtypes=[np.float32], keep_attrs=True)
-            if complete_only:
-                v = v.where(complete)
-            ds[var] = v
-    if complete_only and "image" in ds:
-        ds["image"] = ds["image"].where(ds["image_complete"], 0).astype(np.uint8)
-    from . import _accessor  # noqa: F401  registers ds.dit
-
-    return ds
-
-
-def verify(url: str, storage_options: dict | None = None) -> list[dict]:
-    """Decode every data chunk of every complete (sample, step) unit; return one record per chunk that fails
-    (variable, sample, step, error). Other chunks stay readable: a corrupt chunk never hides the rest."""
-    group = open_group(url, storage_options, mode="r")
-    complete = np.asarray(group["complete"][:])
-    bad = []
-    for name, arr in group.arrays():
-        if arr.ndim < 2 or name in ("complete", "nonfinite", "timestep") or arr.shape[:2] != complete.shape:
-            continue
-        for sample, step in zip(*np.nonzero(complete)):
-            try:
-                arr[int(sample), int(step)]
-            except Exception as e:  # noqa: BLE001 - any decode failure is a corrupt chunk
-                bad.append(dict(variable=name, sample=int(sample), step=int(step),
-                                error=f"{type(e).__name__}: {e}"))
-    return bad

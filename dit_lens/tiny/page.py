@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+__all__ = ["write_page"]
+
 
 def _ci(m: dict) -> str:
     return f"{m['mean']:.3g} [{m['lo']:.3g}, {m['hi']:.3g}]"
@@ -35,7 +37,8 @@ def write_page(out, report: dict) -> Path:
     if r:
         det = r["detect"]
         lines += ["## Detect (offline, from the recorded store)", "",
-                  "| name | top-k channels | top-1 / median | max abs | Sun channels | Jaccard prompts | Jaccard steps |",
+                  "| name | top-k channels | top-1 / median | max abs | Sun channels | Jaccard prompts "
+                  "| Jaccard steps |",
                   "|---|---|---|---|---|---|---|"]
         for name, v in det["per_name"].items():
             lines.append(f"| {name} | {v['top']} | {v['ratio']:.2f} | {v['max_abs']:.3g} | {v['sun'] or '-'} | "

@@ -1,6 +1,6 @@
 """Quality and massive-activation report of embedded-model weights (the numbers in the README come from here).
 
-    python -m dit_lens.tiny.report [--weights FILE ...] [--n 200] [--steps 20] [--json OUT]
+    python -m dit_lens.tiny.quality [--weights FILE ...] [--n 200] [--steps 20] [--json OUT]
 
 For each weights file (default: the shipped ones): evaluator scores on ``n`` held-out prompts, seconds per image
 (batched generation), and the channel profile of every resid_post name on 16 prompts at 5 steps.
@@ -18,6 +18,8 @@ import torch
 from . import evaluate
 from .demo import channel_profile, demo_prompts
 from .pipeline import WEIGHTS, build
+
+__all__ = ["report", "main"]
 
 
 def report(weights, n: int = 200, steps: int = 20, batch: int = 50, guidance_scale: float = 4.0) -> dict:

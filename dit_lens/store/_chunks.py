@@ -1,22 +1,21 @@
 """Whole-chunk writes without zarr-python's write path: encode on the calling thread, hand the store the bytes.
 
     chunk_writer(arr) -> ChunkWriter | None   for a zarr v3 array stored as [bytes (little-endian), blosc], else None
-    ChunkWriter.write(coords, block)          encode one chunk at grid position ``coords`` and queue its bytes for
-                                              the store (an edge block is padded with the fill value, as zarr
-                                              stores edge chunks); at most ``pending`` chunks wait, besides the
-                                              newest round's
-    ChunkWriter.write_many([(coords, block)]) the same for several chunks, stored concurrently (one request
-                                              round on object storage instead of one round trip per chunk)
+    ChunkWriter.write_many([(coords, block)]) encode chunks at grid positions ``coords`` and queue their bytes
+                                              for the store, stored concurrently (one request round on object
+                                              storage instead of a round trip per chunk); an edge block is padded
+                                              with the fill value, as zarr stores edge chunks; at most ``pending``
+                                              chunks wait, besides the newest round's
     ChunkWriter.wait()                        return once every queued chunk is in the store (raises its error)
     ChunkWriter.close()                       wait, then stop the I/O thread
 
 ``arr[region] = block`` also checks fill values, slices partial chunks and runs its codec pipeline through asyncio;
 a writer that owns whole chunks needs none of it, and the recorder's data chunks are whole by construction
-(``bench/store_bench.py`` measures both paths). Encoding the next chunks overlaps storing the previous ones (one
-I/O thread per writer, which stores each call's chunks concurrently, up to ``pending`` at once: on object storage
-one round of requests instead of a round trip per chunk); callers ``wait()`` before writing anything that vouches
-for the data. The bytes are exactly what zarr's own Blosc codec produces, so any zarr reader (``xarray.open_zarr``
-included) decodes them.
+(``bench/store_bench.py`` measures both paths; bench/README.md has the numbers). Encoding the next chunks overlaps
+storing the previous ones (one I/O thread per writer, which stores each call's chunks concurrently, up to
+``pending`` at once: on object storage one round of requests instead of a round trip per chunk); callers ``wait()``
+before writing anything that vouches for the data. The bytes are exactly what zarr's own Blosc codec produces, so
+any zarr reader (``xarray.open_zarr`` included) decodes them.
 """
 
 from __future__ import annotations
@@ -26,6 +25,10 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from ..errors import ArgumentError
+
+__all__ = ["ChunkWriter", "chunk_writer"]
 
 
 class ChunkWriter:
@@ -45,14 +48,11 @@ class ChunkWriter:
         self._queued = 0  # chunks in self._pending
         self._max_pending = pending
 
-    def write(self, coords: tuple, block: np.ndarray) -> None:
-        self.write_many([(coords, block)])
-
     def write_many(self, items) -> None:
         items = list(items)
         for _, block in items:  # every block checked before any is queued: a bad one leaves the call unwritten
             if block.ndim != len(self.chunks) or any(b > c for b, c in zip(block.shape, self.chunks)):
-                raise ValueError(f"{self.arr.path}: block of shape {block.shape} does not fit its chunks "
+                raise ArgumentError(f"{self.arr.path}: block of shape {block.shape} does not fit its chunks "
                                  f"{self.chunks}")
         keys, datas = [], []
         for coords, block in items:

@@ -1,0 +1,199 @@
+"""Writing a recording into a store: everything that touches zarr arrays and chunks (the seam for another backend).
+
+    StoreWriter.create(url, layout, storage_options)   a new store's template, and a writer of it
+    StoreWriter.resume(url, layout, storage_options)   a writer of an existing store recorded the same way
+    StoreWriter                    what the recorder calls, from one thread, per batch of samples:
+      .done()                      which samples are complete (their every unit and image flagged)
+      .data(samples, step, name, value)   one name's value at one step, (samples, tokens, channels)
+      .commit(samples, step, stats, nonfinite, timestep)   a step's per-channel statistics {name: (4, samples,
+                                   channels)}, its inf/nan count and its timestep, once its data is queued
+      .image(samples, images)      the batch's final images, uint8 (samples, H, W, 3)
+      .flush(samples)              the batch's statistics, timesteps and counts, then its ``complete`` flags
+      .nonfinite                   [(samples, step, count)] of steps that held inf/nan values
+      .close()                     wait for every write; raise the first error
+
+A backend that stores recordings elsewhere implements the same methods (see docs/extending.md). This one writes
+whole chunks only: a variable's layer group once all its recorded layers for a (batch, step) arrived, encoded here
+and stored by ``ChunkWriter`` (concurrently, on an I/O thread); statistics, timesteps and flags once per batch, one
+chunk per sample row, after the batch's data. A flag is written only after every chunk it vouches for is stored.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import StoreError
+from ._chunks import chunk_writer
+from .schema import Layout, compressors, create, open_group, read_layout
+
+__all__ = ["StoreWriter"]
+
+_RESUME_KEYS = ("prompts", "seeds", "step_index", "names", "mode", "encoding", "cfg", "tokens")
+
+
+class StoreWriter:
+    def __init__(self, group, layout: Layout):
+        self.group, self.layout = group, layout
+        self.nonfinite: list = []
+        self.layer_pos = {name: i for i, name in enumerate(layout.layers)}
+        self.step_pos = {s: i for i, s in enumerate(layout.step_index)}
+        Lc = layout.layers_per_chunk
+        self.groups = {}  # (var, group index) -> set of recorded layer positions in it
+        for var, layers in layout.variables().items():
+            for x in layers:
+                pos = self.layer_pos[x]
+                self.groups.setdefault((var, pos // Lc), set()).add(pos)
+        self._values: dict = {}  # (var, group) -> {layer position: (rows, tokens, channels)}
+        self._arrays: dict = {}  # var -> zarr array
+        self._chunk_writers: dict = {}  # var -> ChunkWriter (or None: write through zarr)
+        self._steps: list = []  # committed steps of the batch: (step position, timestep, nonfinite, stats)
+
+    @classmethod
+    def create(cls, url: str, layout: Layout, storage_options: dict | None = None) -> "StoreWriter":
+        create(url, layout, storage_options)
+        return cls(open_group(url, storage_options), layout)
+
+    @classmethod
+    def resume(cls, url: str, layout: Layout, storage_options: dict | None = None) -> "StoreWriter":
+        """A writer of the store at ``url``, which must hold the same samples, steps, names, mode, encoding, branch
+        and model (config hash) as ``layout``."""
+        group = open_group(url, storage_options)
+        old = read_layout(group)
+        for key in _RESUME_KEYS:
+            if getattr(old, key) != getattr(layout, key):
+                raise StoreError(f"cannot resume {url}: its {key} differs from this recording's")
+        if old.attrs.get("config_hash") != layout.attrs.get("config_hash"):
+            raise StoreError(f"cannot resume {url}: recorded from another model/config "
+                             f"(hash {old.attrs.get('config_hash')} != {layout.attrs.get('config_hash')})")
+        return cls(group, layout)
+
+    def done(self) -> np.ndarray:
+        done = np.asarray(self.group["complete"][:]).all(1)
+        if "image_complete" in self.group:
+            done &= np.asarray(self.group["image_complete"][:])
+        return done
+
+    def _array(self, var):
+        if var not in self._arrays:  # opening an array reads its metadata from the store: once per writer
+            self._arrays[var] = self.group[var]
+        return self._arrays[var]
+
+    def _chunks(self, var):
+        """``var``'s ChunkWriter, or None where its codec needs zarr's own write path."""
+        if var not in self._chunk_writers:
+            self._chunk_writers[var] = chunk_writer(self._array(var))
+        return self._chunk_writers[var]
+
+    def _wait(self) -> None:
+        for writer in self._chunk_writers.values():
+            if writer is not None:
+                writer.wait()
+
+    def _rows(self, var, samples, block, rest=()) -> None:
+        """``var[samples, *rest] = block`` where each sample's part is one whole chunk: encoded here and handed to
+        the store (zarr's write path, one call when the samples are contiguous, for codecs the direct path lacks)."""
+        arr, writer = self._array(var), self._chunks(var)
+        if writer is not None:
+            at = tuple(i.start // c if isinstance(i, slice) else i // c for i, c in zip(rest, arr.chunks[1:]))
+            at += (0,) * (arr.ndim - 1 - len(at))
+            ints = [axis for axis, i in enumerate(rest, 1) if not isinstance(i, slice)]  # dims the block lacks
+            writer.write_many([((sample, *at), np.expand_dims(np.asarray(block[r]), [0, *ints]))
+                               for r, sample in enumerate(samples)])
+        elif samples == list(range(samples[0], samples[0] + len(samples))):
+            arr[(slice(samples[0], samples[0] + len(samples)), *rest)] = block
+        else:
+            for r, sample in enumerate(samples):
+                arr[(sample, *rest)] = block[r]
+
+    def _where(self, name) -> tuple:
+        """A canonical name's variable ("{stream}.{site}") and layer position in the store."""
+        fam, i, stream, site = name.split(".")
+        return f"{stream}.{site}", self.layer_pos[f"{fam}.{i}"]
+
+    def data(self, samples, step, name, value) -> None:
+        (var, pos), s = self._where(name), self.step_pos[step]
+        Lc = self.layout.layers_per_chunk
+        key = (var, pos // Lc)
+        got = self._values.setdefault(key, {})
+        got[pos] = value
+        if set(got) == self.groups[key]:  # the layer group is whole: write it as whole chunks
+            arr = self._array(var)
+            lo, hi = key[1] * Lc, min((key[1] + 1) * Lc, arr.shape[2])
+            block = np.full((len(samples), hi - lo) + value.shape[1:], arr.fill_value, dtype=arr.dtype)
+            for p, v in got.items():
+                block[:, p - lo] = v
+            # chunks (sample, step, layer group, all tokens, all channels)
+            self._rows(var, samples, block, (s, slice(lo, hi)))
+            del self._values[key]
+
+    def commit(self, samples, step, stats: dict, nonfinite: int, timestep: float) -> None:
+        """A step's data is written or queued; its statistics, count and timestep wait for ``flush``."""
+        if nonfinite:
+            self.nonfinite.append((samples, step, nonfinite))
+        per_var: dict = {}
+        for name, v in stats.items():
+            var, pos = self._where(name)
+            per_var.setdefault(var, {})[pos] = v
+        self._steps.append((self.step_pos[step], timestep, nonfinite, per_var))
+
+    def flush(self, samples) -> None:
+        """Write the batch's statistics, timesteps and non-finite counts for all its recorded steps, then its
+        ``complete`` flags: per sample, one chunk of each, after every other chunk of the batch is in the store."""
+        n, S = len(samples), self.layout.steps
+        done = np.zeros((n, S), bool)
+        t = np.full((n, S), np.nan, np.float32)
+        bad = np.zeros((n, S), np.int64)
+        stats = {}
+        for s, timestep, nonfinite, per_var in self._steps:
+            done[:, s], t[:, s], bad[:, s] = True, timestep, nonfinite
+            for var, per_layer in per_var.items():
+                if var not in stats:
+                    stats[var] = np.full((n,) + self._array(f"{var}.stats").shape[1:], np.nan, np.float32)
+                for p, v in per_layer.items():
+                    stats[var][:, s, p] = v.transpose(1, 0, 2)
+        self._steps = []
+        for var, block in stats.items():
+            self._rows(f"{var}.stats", samples, block)
+        self._rows("timestep", samples, t)
+        self._rows("nonfinite", samples, bad)
+        self._wait()  # data, images, statistics: all in the store before the flags that vouch for them
+        self._rows("complete", samples, done)
+
+    def image(self, samples, images) -> None:
+        if "image_complete" not in self.group:
+            _ensure_images(self.group, len(self.layout.prompts), images.shape[1:])
+        self._rows("image", samples, images)
+        if (writer := self._chunks("image")) is not None:
+            writer.wait()  # the image is in the store before the flag that vouches for it
+        self._rows("image_complete", samples, np.ones(len(samples), bool))
+
+    def close(self) -> None:
+        """Wait for every queued write and stop the I/O threads; raise the first error."""
+        error = None
+        for writer in self._chunk_writers.values():
+            if writer is not None:
+                try:
+                    writer.close()
+                except BaseException as e:  # noqa: BLE001 - every writer is closed; the first error is raised
+                    error = error or e
+        if error is not None:
+            raise error
+
+
+def _ensure_images(group, n: int, shape: tuple) -> None:
+    """Create ``image`` (sample, y, x, rgb) uint8 and ``image_complete`` (sample) the first time a writer has images
+    of ``shape`` (H, W, 3): the run's own output decides it, not a guess made before the run. Writers sharing a
+    store may race to create them; the loser checks that the shapes agree."""
+    import zarr
+
+    H, W, _ = shape
+    try:
+        group.create_array("image", shape=(n, H, W, 3), chunks=(1, H, W, 3), dtype="uint8", fill_value=0,
+                           compressors=compressors(), dimension_names=("sample", "y", "x", "rgb"))
+        group.create_array("image_complete", shape=(n,), chunks=(1,), dtype="bool", fill_value=False,
+                           compressors=compressors(), dimension_names=("sample",))
+    except zarr.errors.ContainsArrayError:
+        pass
+    have = tuple(group["image"].shape)
+    if have != (n, H, W, 3):
+        raise StoreError(f"this store's images are {have[1:]}, this run made {tuple(shape)}")
