@@ -14,39 +14,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-from dit_lens import Lens  # noqa: E402
-
-
-def medium_flux(batch=4, size=256):
-    """A random-weight Flux pipeline of moderate size: width 384, 4 double + 8 single blocks, (size / 16)^2 image
-    tokens (256 at the default 256 x 256, 1024 at 512 x 512)."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-
-    torch.manual_seed(0)
-    tr = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=4, num_single_layers=8,
-                                attention_head_dim=64, num_attention_heads=6, joint_attention_dim=64,
-                                pooled_projection_dim=64, axes_dims_rope=[16, 24, 24]).eval()
-    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None,
-                        text_encoder_2=None, tokenizer_2=None, transformer=tr)
-    g = torch.Generator().manual_seed(0)
-    kw = dict(prompt_embeds=torch.randn(batch, 32, 64, generator=g), pooled_prompt_embeds=torch.randn(batch, 64,
-              generator=g), height=size, width=size, output_type="latent", guidance_scale=1.0)
-    return pipe, kw
+from dit_lens import Lens
+from dit_lens.testing import medium_flux
 
 
 def tiny(batch=8):
+    from dit_lens import tiny_pipeline
     from dit_lens.tiny.demo import demo_prompts
-    from dit_lens.tiny.pipeline import build
 
-    return build(), dict(prompt=demo_prompts(batch), guidance_scale=4.0)
+    return tiny_pipeline(), dict(prompt=demo_prompts(batch), guidance_scale=4.0)
 
 
 def bench(label, pipe, kw, steps, repeats):

@@ -32,8 +32,12 @@ PER_RUN = ("template", "last wait", "writer")
 
 def _instrument(acc: dict) -> None:
     """Wrap the recorder's parts so each adds its wall time (the writer: its thread's CPU time) to ``acc``."""
+    from importlib import import_module
+
     import dit_lens._stats as st
-    import dit_lens.record as rec
+    import dit_lens.store.writer as writer
+
+    rec = import_module("dit_lens.record")  # the module: the attribute dit_lens.record is the function
 
     def timed(owner, attr, part):
         f = getattr(owner, attr)
@@ -51,9 +55,9 @@ def _instrument(acc: dict) -> None:
         timed(st, attr, part)
     timed(st.StepReducer, "add", "stats")
     timed(st.StepReducer, "finish", "stats")  # add reduces a full buffer; finish what is left
-    timed(rec, "create", "template")
-    timed(rec._Writer, "join", "last wait")
-    run = rec._Writer.run
+    timed(writer, "create", "template")
+    timed(rec._WriterThread, "join", "last wait")
+    run = rec._WriterThread.run
 
     def writer_run(self):
         t = time.thread_time()
@@ -61,7 +65,7 @@ def _instrument(acc: dict) -> None:
             run(self)
         finally:
             acc["writer"] = acc.get("writer", 0.0) + time.thread_time() - t
-    rec._Writer.run = writer_run
+    rec._WriterThread.run = writer_run
 
 
 def main():

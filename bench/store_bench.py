@@ -73,38 +73,20 @@ def _tiny(n_prompts: int, batch: int, device: str):
 
 
 def _flux(n_prompts: int, batch: int, device: str):
-    """The random-weight Flux of bench/lens_overhead.py at 512 x 512: 1024 image tokens, width 384, 4 + 8 blocks,
-    driven by embeddings (one row per sample; the recorder cuts each batch's rows)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from lens_overhead import medium_flux
+    """The random-weight Flux of dit_lens.testing.medium_flux at 512 x 512: 1024 image tokens, width 384, 4 + 8
+    blocks, driven by embeddings (one row per sample; the recorder cuts each batch's rows)."""
+    from dit_lens.testing import medium_flux
 
     pipe, kw = medium_flux(n_prompts, size=512)
     return _embedded(pipe, kw, n_prompts, device, "random Flux, 1024 image tokens, width 384")
 
 
 def _flux_dev(n_prompts: int, batch: int, device: str):
-    """A random-weight transformer of Flux.1-dev's configuration in bf16 at 1024 x 1024 (4096 image tokens, 512
-    text tokens), built on ``device`` directly; no VAE (latents out), embeddings in."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    """dit_lens.testing.flux_dev: a random-weight transformer of Flux.1-dev's configuration in bf16 at 1024 x 1024
+    (4096 image tokens, 512 text tokens), built on ``device`` directly; no VAE (latents out), embeddings in."""
+    from dit_lens.testing import flux_dev
 
-    torch.manual_seed(0)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device(device):
-            tr = FluxTransformer2DModel(guidance_embeds=True).eval()  # 19 + 38 blocks, width 3072: Flux.1-dev
-    finally:
-        torch.set_default_dtype(default)
-    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True,
-                                                                  base_shift=0.5, max_shift=1.15),
-                        vae=None, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
-                        transformer=tr)
-    g = torch.Generator().manual_seed(0)
-    kw = dict(prompt_embeds=torch.randn(n_prompts, 512, 4096, generator=g).to(torch.bfloat16),
-              pooled_prompt_embeds=torch.randn(n_prompts, 768, generator=g).to(torch.bfloat16),
-              height=1024, width=1024, output_type="latent", guidance_scale=3.5)
+    pipe, kw = flux_dev(n_prompts, device)
     return _embedded(pipe, kw, n_prompts, device, "random Flux.1-dev-sized transformer, bf16, 4096 image tokens")
 
 
@@ -203,7 +185,7 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
 def writes(root: Path, mb: int) -> None:
     import zarr
 
-    from dit_lens.store import compressors
+    from dit_lens.store.schema import compressors
 
     rng = np.random.default_rng(0)
     chunk = (rng.standard_normal((4096, 256)).astype(np.float32) * 3)  # 4 MiB, bf16-like precision below
@@ -224,12 +206,22 @@ def writes(root: Path, mb: int) -> None:
     def direct():  # how the recorder writes: whole chunks encoded on its writer thread, bytes handed to the store
         import threading
 
-        from dit_lens._chunks import chunk_writer
+        from dit_lens.store._chunks import chunk_writer
 
-        w = chunk_writer(arr)
-        t = threading.Thread(target=lambda: ([w.write((i, 0, 0), chunk[None]) for i in range(n)], w.wait()))
+        w, errors = chunk_writer(arr), []
+
+        def work():
+            try:
+                for i in range(n):
+                    w.write_many([((i, 0, 0), chunk[None])])
+                w.wait()
+            except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
+                errors.append(e)
+        t = threading.Thread(target=work)
         t.start()
         t.join()
+        if errors:
+            raise errors[0]
 
     def codec_only():  # the same Blosc frames from numcodecs on the calling thread, no zarr, no file
         from numcodecs import Blosc
@@ -265,7 +257,7 @@ def reductions(root: Path, gb: float) -> None:
     n = int(np.ceil(gb * 2**30 / (T * C * 4)))
     layout = Layout(prompts=[f"p{i}" for i in range(n)], seeds=[0] * n, steps=1, step_index=[0],
                     layers=["double.0"], depth=[0], names=["double.0.img.resid_post"], tokens={"img": T},
-                    channels=C, grid=[64, 64], image_shape=None)
+                    channels=C, grid=[64, 64])
     url = str(root / "big.zarr")
     shutil.rmtree(url, ignore_errors=True)
     create(url, layout)
