@@ -2,13 +2,16 @@
 
     grid(prompts, seeds) -> (prompts, seeds)   one entry per sample: every seed of the first prompt, then the next
     generators(seeds)                          one seeded CPU ``torch.Generator`` per sample
+    call_prompts(prompts, kwargs)              what a pipeline call gets as its prompt: the prompts, or None when the
+                                               call is driven by ``prompt_embeds`` (one row per sample, checked);
+                                               the prompts then only label the samples
 """
 
 from __future__ import annotations
 
 from .errors import ArgumentError
 
-__all__ = ["grid", "generators"]
+__all__ = ["grid", "generators", "call_prompts"]
 
 
 def grid(prompts, seeds) -> tuple[list, list[int]]:
@@ -24,3 +27,13 @@ def generators(seeds) -> list:
     import torch
 
     return [torch.Generator().manual_seed(int(s)) for s in seeds]
+
+
+def call_prompts(prompts: list, kwargs: dict) -> list | None:
+    if "prompt_embeds" not in kwargs:
+        return prompts
+    rows = kwargs["prompt_embeds"].shape[0]
+    if rows != len(prompts):
+        raise ArgumentError(f"prompt_embeds has {rows} rows: an embeddings-driven call takes one row per sample "
+                            f"(prompts x seeds: {len(prompts)})")
+    return None

@@ -191,8 +191,14 @@ def tiny_shapes(batch=2):
 
 @dataclass(frozen=True)
 class Row:
-    build: object  # (batch=2) -> (pipeline, kwargs)
+    builder: object  # (batch=2) -> (pipeline, kwargs)
     families: frozenset  # the name families the row's model must expose
+
+    def build(self, batch: int = 2):
+        """(pipeline, kwargs) with ``batch`` rows (its progress bar off: a denoising loop takes milliseconds)."""
+        pipe, kw = self.builder(batch)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe, kw
 
 
 ROWS = {key: Row(fn, frozenset(fams)) for key, (fn, fams) in {

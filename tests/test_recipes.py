@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from dit_lens import Lens, cluster, detect, disrupt, record, transport
+from dit_lens import Lens, Scorer, cluster, detect, disrupt, record, transport
 from dit_lens.recipes import run_file
 from dit_lens.recipes.disrupt import hf_energy, psnr, ssim
 from dit_lens.testing import ROWS
+from dit_lens.testing import lens as row_lens
 
 PROMPTS = ["a red circle on a blue background", "a green square on a white background"]
 
@@ -297,3 +298,96 @@ def test_image_transport_recipe_file_reads_its_images():
         colour, shape, background = parse_prompt(caption)
         a = analyse(im)
         assert (a.colour, a.background) == (colour, background), caption
+
+
+@pytest.mark.parametrize("key", sorted(ROWS))
+def test_recipes_run_on_every_architecture(key, tmp_path):
+    """disrupt (zero and mean), transport and cluster on each contract row, sequential CFG included: with no scorer
+    the model-independent measures; the embedded model's row is scored by its own evaluator."""
+    lens, kw = row_lens(key)
+    prompts = kw.pop("prompt", None) or ["p0", "p1"]
+    names = lens.names("*.*.img.resid_post")[-2:]
+    k = 2
+    d = disrupt(lens, prompts=prompts[:1], seeds=[0, 1], names=names, k=k, num_inference_steps=2,
+                sets=("massive", "random"), pipeline=kw)
+    assert set(d.metrics) == {f"{a}/{s}" for a in ("zero", "mean") for s in ("massive", "random")}
+    for m in d.metrics.values():
+        change = m["rel_l2"] if "rel_l2" in m else m["mse"]
+        assert change["n"] == 2 and 0 <= change["lo"] <= change["mean"] <= change["hi"]
+    zeroed = d.metrics["zero/massive"]
+    assert (zeroed["rel_l2"] if "rel_l2" in zeroed else zeroed["mse"])["mean"] > 0, "zeroing changed nothing"
+    assert ("shape_acc" in zeroed) == (key == "tiny")
+    assert d.figure(tmp_path).stat().st_size > 1000
+    # embeddings-driven rows: one row per (pair, seed); the sources' rows are other embeddings
+    source = {k2: v.flip(0) for k2, v in kw.items() if k2 in ("prompt_embeds", "pooled_prompt_embeds")}
+    t = transport(lens, pairs=[(prompts[0], prompts[1])], seeds=[0, 1], alphas=(0.5, 1.0), k=k, names=names,
+                  num_inference_steps=2, pipeline=kw, source_pipeline=source or None)
+    assert set(t.toward_source) == {0.5, 1.0} and np.isfinite(t.toward_source[1.0]["mean"])
+    assert (t.images[1.0] != t.images["target"]).any(), "transport changed nothing"
+    assert bool(t.success) == (key == "tiny")  # only the embedded model's scorer judges transport
+    assert t.figure(tmp_path).stat().st_size > 1000
+    url = str(tmp_path / "c.zarr")
+    record(lens, url, prompts, seeds=[0], names=names, num_inference_steps=2, progress=False, **kw)
+    c = cluster(url, k=k, steps=[1])
+    agree = c.summary["agreement"]["massive"]
+    assert 0.5 <= agree["across_layers"] <= 1.0 and 0.5 <= agree["with_all_channels"] <= 1.0
+    assert (c.masks is not None) == (key == "tiny") and c.figure(tmp_path).stat().st_size > 1000
+
+
+class Brightness(Scorer):
+    """A scorer a user might write: brightness as the per-image score, 'bright' / 'dark' prompts by similarity,
+    the brighter half of the pixels as the subject."""
+
+    name = "brightness"
+
+    def score(self, images, prompts):
+        return {"bright": np.asarray(images, np.float64).mean((1, 2, 3)) / 255.0}
+
+    def similarity(self, images, prompts):
+        b = self.score(images, prompts)["bright"]
+        return np.array([v if "bright" in p else 1 - v for v, p in zip(b, prompts)])
+
+    def masks(self, images):
+        lum = np.asarray(images, np.float64).mean(-1)
+        return lum > np.median(lum, axis=(1, 2), keepdims=True)
+
+
+def test_a_user_scorer_and_user_masks_drive_the_recipes(tiny_lens, tmp_path):
+    from PIL import Image
+
+    from dit_lens.recipes.cluster import agreement
+    from dit_lens.scoring import implements
+
+    assert implements(Brightness(), "transported") and not implements(None, "score")
+    d = disrupt(tiny_lens, prompts=PROMPTS[:1], seeds=[0], k=2, num_inference_steps=2, sets=("massive",),
+                ablations=("zero",), scorer=Brightness())
+    m = d.metrics["zero/massive"]
+    assert set(m) >= {"bright", "baseline_bright", "psnr"} and "shape_acc" not in m
+    assert d.params["scorer"] == "brightness" and 0 <= m["bright"]["lo"] <= m["bright"]["hi"] <= 1
+    none = disrupt(tiny_lens, prompts=PROMPTS[:1], seeds=[0], k=2, num_inference_steps=2, sets=("massive",),
+                   ablations=("zero",), scorer="none")
+    assert "shape_acc" not in none.metrics["zero/massive"] and none.params["scorer"] is None
+    t = transport(tiny_lens, pairs=[PROMPTS], seeds=[0], alphas=(1.0,), k=4, num_inference_steps=2,
+                  scorer=Brightness(), spatial="subject")
+    assert set(t.success) == {1.0} and t.params["scorer"] == "brightness"
+    with pytest.raises(ValueError, match="cannot score this run"):
+        disrupt(tiny_lens, prompts=PROMPTS[:1], k=2, num_inference_steps=2, scorer=Brightness(),
+                pipeline={"output_type": "latent"})
+    url = str(tmp_path / "m.zarr")
+    record(tiny_lens, url, PROMPTS, seeds=[0], names="double.*.img.resid_post", num_inference_steps=2,
+           progress=False)
+    files = []
+    for i in range(2):  # a user's mask images: the left half is the subject, at image resolution
+        mask = np.zeros((32, 32), np.uint8)
+        mask[:, :16] = 255
+        files.append(tmp_path / f"mask{i}.png")
+        Image.fromarray(mask).save(files[-1])
+    c = cluster(url, k=4, steps=[1], masks=[str(f) for f in files])
+    assert c.params["masks"] == "argument" and c.masks.shape == (2, 16, 16) and c.masks[:, :, :8].all()
+    by_scorer = cluster(url, k=4, steps=[1], scorer=Brightness())
+    assert by_scorer.params["masks"] == "brightness"
+    assert cluster(url, k=4, steps=[1], scorer="none").masks is None
+    with pytest.raises(FileNotFoundError, match="no such files"):
+        cluster(url, masks=["nowhere.png", "nowhere.png"])
+    labels = np.array([[0, 1], [1, 1]])
+    assert agreement(labels, 1 - labels, 2) == 1.0 and agreement(labels, np.zeros_like(labels), 2) == 0.75

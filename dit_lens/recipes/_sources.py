@@ -1,6 +1,6 @@
 """Where transport's source activations come from: a live prompt run, source images, or a store.
 
-    live_source(lens, run, sources, names, keep, ...)   {(name, step): [(cfg, value)]}, images, pooled embeddings
+    live_source(generate, names, keep, with_pooled)     {(name, step): [(cfg, value)]}, images, pooled embeddings
     image_source(lens, images, prompts, seeds, names, num_inference_steps, ...)   activations of source images
     store_source(lens, url, ...)                        activations and images of a store of the same model
     load_images(images, n)                              uint8 (n, H, W, 3) from an array or image files
@@ -22,30 +22,32 @@ from ..errors import RecipeError
 __all__ = ["live_source", "image_source", "store_source", "load_images", "reused"]
 
 
-def live_source(lens, generate, sources, names, keep, with_pooled: bool):
-    """Run the source prompts (``generate(prompts, cache=, on_step=)``); per (name, step) its value in every CFG
-    branch the run recorded, the images, and (``with_pooled``) the pooled text embedding of each branch."""
+def live_source(generate, names, keep, with_pooled: bool):
+    """Run the source (``generate(cache=, on_step=)``); per (name, step) its value in every CFG branch the run
+    recorded, the images, and (``with_pooled``) the pooled text embedding of each branch."""
     pooled: dict = {}
 
     def read_pooled(run, step):
         if step.index == 0:
             pooled[step.branch] = run.pooled().detach().clone()
 
-    src = generate(sources, cache=names, on_step=read_pooled if with_pooled else None)
+    src = generate(cache=names, on_step=read_pooled if with_pooled else None)
     values = {(n, s): [(None if b == "batch" else b, src.cache[n, s, b]) for b in src.cache.branches]
               for n in names for s in keep}
-    return values, np.asarray(src.images), pooled
+    from .disrupt import as_outputs
+
+    return values, as_outputs(src.images), pooled
 
 
 def image_source(lens, latents, prompts, seeds, names, num_inference_steps: int, **kwargs) -> dict:
-    """Activations of source images: at every step the transformer's image input is replaced by the image noised
+    """Activations of source images, run under ``prompts`` (or the ``prompt_embeds`` in ``kwargs``): at every step the transformer's image input is replaced by the image noised
     to that step's sigma with the flow-matching forward process, x_s = (1 - s) x0 + s eps, and the named
     activations are read. ``latents`` is (x0, eps) from the model spec's ``image_latents``."""
     from .. import _samples
 
     x0, eps = latents
-    n = len(prompts)
-    with lens.trace(list(prompts), num_inference_steps=num_inference_steps, generator=_samples.generators(seeds),
+    n = x0.shape[0]
+    with lens.trace(prompts, num_inference_steps=num_inference_steps, generator=_samples.generators(seeds),
                     **kwargs) as tracer:
         run = tracer.dit
         saved = dict().save()

@@ -7,9 +7,12 @@
         the same seed: images by PSNR, SSIM, MSE and high-frequency energy ratio (detail loss); other outputs
         (latents) by MSE and relative L2 change. A ``scorer`` (default: the model's own, e.g. the embedded model's
         evaluator; see dit_lens.scoring) adds its per-image scores (semantic collapse) for the baseline and every
-        condition. Means with 95% t-intervals over samples.
+        condition. Means with 95% t-intervals over samples. An embeddings-driven pipeline (``prompt_embeds`` in
+        ``pipeline``) takes one row per sample (prompts x seeds), the prompts then only label the samples.
     Disruption.figure(out)   baseline / ablated output grid (images), or the metrics per condition (latents)
     pair_metrics(x, y)       the comparison of one output with its baseline
+    as_outputs(images) / is_images(x)   a pipeline's output as compared (uint8 images, or raw latents)
+    explicit(scorer)         whether ``scorer=`` names a scorer that must then be usable
     psnr, ssim, hf_energy    the image metrics
 """
 
@@ -25,7 +28,8 @@ from ..errors import OutOfRangeError, RecipeError
 from ..scoring import implements, resolve_scorer
 from ._intervals import t_interval
 
-__all__ = ["SETS", "Disruption", "disrupt", "pair_metrics", "psnr", "ssim", "hf_energy"]
+__all__ = ["SETS", "Disruption", "disrupt", "pair_metrics", "psnr", "ssim", "hf_energy", "as_outputs", "is_images",
+           "explicit"]
 
 SETS = ("massive", "low", "random")
 # the valid range of each metric, which its interval is clipped to
@@ -64,9 +68,24 @@ def hf_energy(img: np.ndarray, cutoff: float = 0.25) -> float:
     return float(f[np.hypot(yy, xx) > cutoff].sum())
 
 
+def as_outputs(images) -> np.ndarray:
+    """A pipeline's output as the recipes compare it: uint8 (n, H, W, 3) where it holds images (PIL, uint8, or
+    floats in [0, 1]), else the raw array (latents)."""
+    from ..store.schema import uint8_images
+
+    as_uint8 = uint8_images(images)
+    return as_uint8 if as_uint8 is not None else np.asarray(images.detach().cpu() if hasattr(images, "detach")
+                                                            else images)
+
+
 def is_images(x: np.ndarray) -> bool:
     """Whether outputs are uint8 RGB images (n, H, W, 3), not latents."""
     return x.dtype == np.uint8 and x.ndim == 4 and x.shape[-1] == 3
+
+
+def explicit(scorer) -> bool:
+    """Whether a recipe's ``scorer=`` names a scorer (not the model's default, not none): then it must be usable."""
+    return scorer not in (None, "default", False, "none")
 
 
 def pair_metrics(x: np.ndarray, y: np.ndarray) -> dict:
@@ -143,7 +162,11 @@ def disrupt(lens, *, prompts, seeds=(0, 1), names: str = "*.*.img.resid_post", k
         raise RecipeError(f"k={k} out of range 1..{channels_n // 2 - 1} for {channels_n} channels")
     if steps is not None and not all(0 <= s < num_inference_steps for s in steps):
         raise OutOfRangeError(f"steps {list(steps)} out of range 0..{num_inference_steps - 1}")
+    call_prompts = _samples.call_prompts(all_prompts, pipeline_kwargs)  # embeddings: one row per sample
     judge = resolve_scorer(scorer, lens.spec)
+    if explicit(scorer) and (not implements(judge, "score") or pipeline_kwargs.get("output_type") == "latent"):
+        raise RecipeError(f"scorer {judge.name!r} cannot score this run: disrupt needs its score() on images, and "
+                          f"the run makes {pipeline_kwargs.get('output_type') or 'images'}")
     det = detection or detect(lens, names=chosen, k=k, prompts=prompts, seeds=seeds,
                               num_inference_steps=num_inference_steps, pipeline=pipeline_kwargs)
     rng = np.random.default_rng(random_seed)
@@ -151,19 +174,22 @@ def disrupt(lens, *, prompts, seeds=(0, 1), names: str = "*.*.img.resid_post", k
     channels["random"] = {n: det.random(n, k, rng) for n in chosen}
 
     def run(edits=(), cache=None):
-        return lens.generate(all_prompts, num_inference_steps=num_inference_steps,
+        return lens.generate(call_prompts, num_inference_steps=num_inference_steps,
                              generator=_samples.generators(all_seeds), edits=edits, cache=cache, **pipeline_kwargs)
 
     base = run(cache=chosen if "mean" in ablations else None)
     means = {n: _branch_mean(base.cache, n) for n in chosen} if "mean" in ablations else {}
-    images = {"baseline": np.asarray(base.images)}
+    images = {"baseline": as_outputs(base.images)}
     where = {} if steps is None else {"steps": list(steps)}
     for ab in ablations:
         for s in sets:
             edits = [zero(n, channels=channels[s][n], **where) if ab == "zero" else
                      set_to(n, means[n][channels[s][n]], channels=channels[s][n], **where) for n in chosen]
-            images[f"{ab}/{s}"] = np.asarray(run(edits).images)
+            images[f"{ab}/{s}"] = as_outputs(run(edits).images)
     scored = implements(judge, "score") and is_images(images["baseline"])
+    if explicit(scorer) and not scored:
+        raise RecipeError(f"scorer {judge.name!r} cannot score these outputs: it needs images, the pipeline "
+                          f"returned {images['baseline'].dtype} {images['baseline'].shape}")
     base_scores = judge.score(images["baseline"], all_prompts) if scored else {}  # once, shared by every condition
     metrics = {}
     for key, imgs in images.items():

@@ -20,6 +20,10 @@ channels) x a spatial mask, with strength alpha — semantic transport without t
         judges transport (default: the model's own; the embedded model's evaluator checks that the subject takes the
         source's colour while the target keeps its background and position): the success rate, and the same for
         pixel blending of the two images at the same alpha.
+        Embeddings-driven pipelines (``prompt_embeds`` in ``pipeline``: one row per target sample, pairs x seeds)
+        take the sources' rows in ``source_pipeline`` (keyword arguments that replace ``pipeline``'s for the source
+        runs, e.g. ``{"prompt_embeds": S, "pooled_prompt_embeds": P}``); the pairs' prompts then only label them,
+        and detection runs on the targets.
         ``runs``: a dict passed to several calls with the same pairs, seeds, names, steps and pipeline arguments
         keeps their live source and target generations (the latest of each), so controls (another channel set, k,
         alpha or pooled_alpha) reuse them; ``dit-lens run`` shares one across a sweep.
@@ -39,7 +43,7 @@ from ..errors import OutOfRangeError, RecipeError
 from ..scoring import implements, pool_masks, resolve_scorer
 from ._intervals import t_interval
 from ._sources import image_source, live_source, load_images, reused, store_source
-from .disrupt import is_images
+from .disrupt import as_outputs, explicit, is_images
 
 __all__ = ["Transport", "transport"]
 
@@ -130,11 +134,13 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
               alphas=(0.25, 0.5, 0.75, 1.0), steps=None, spatial: str = "all", num_inference_steps: int = 20,
               detection=None, source_store=None, storage_options: dict | None = None, source_images=None,
               channel_set: str = "massive", random_seed: int = 0, pooled_alpha: float = 0.0, scorer=None,
-              pipeline: dict | None = None, runs: dict | None = None) -> Transport:
+              pipeline: dict | None = None, source_pipeline: dict | None = None,
+              runs: dict | None = None) -> Transport:
     from ..edits import patch
     from .detect import detect
 
     kw = dict(pipeline or {})
+    src_kw = {**kw, **(source_pipeline or {})}
     pairs = [tuple(p) for p in pairs]
     chosen = lens.names(names)
     width = lens.shape(chosen[0])[1]
@@ -145,11 +151,19 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
         raise RecipeError(f"channel_set='random' draws k channels outside the {massive_k} massive ones: "
                           f"k <= {width - massive_k}, got {k}")
     judge = resolve_scorer(scorer, lens.spec)
+    if explicit(scorer) and (not implements(judge, "transported") or kw.get("output_type") == "latent"):
+        raise RecipeError(f"scorer {judge.name!r} cannot judge transport in this run: it needs transported() or "
+                          f"similarity() on images, and the run makes {kw.get('output_type') or 'images'}")
     if spatial == "subject" and not implements(judge, "masks"):
         raise RecipeError("spatial='subject' takes the subject tokens from a scorer's masks of the source images; "
                           "this model has no such scorer: give scorer= or use spatial='all'")
     sources, all_seeds = _samples.grid([s for s, _ in pairs], seeds)
     targets, _ = _samples.grid([t for _, t in pairs], seeds)
+    if ("prompt_embeds" in kw) != ("prompt_embeds" in src_kw) or (
+            "prompt_embeds" in kw and source_store is None and source_images is None and not source_pipeline):
+        raise RecipeError("an embeddings-driven transport needs the sources' rows too: give source_pipeline="
+                          "{'prompt_embeds': ..., ...} (one row per source sample) next to pipeline's target rows")
+    target_prompts, source_prompts = _samples.call_prompts(targets, kw), _samples.call_prompts(sources, src_kw)
     latents = None
     if source_images is not None:  # checked and turned into the transformer's input before any generation
         if lens.spec is None or lens.spec.image_latents is None:
@@ -158,13 +172,15 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
                               f"prompts instead")
         src_images = np.repeat(load_images(source_images, len(pairs)), len(seeds), axis=0)
         latents = lens.spec.image_latents(lens.pipeline, src_images, all_seeds)
-    det = detection or detect(lens, names=chosen, k=massive_k, prompts=sorted(set(sources + targets)),
-                              seeds=list(seeds), num_inference_steps=num_inference_steps, pipeline=kw)
+    detect_prompts = [t for _, t in pairs] if "prompt_embeds" in kw else sorted(set(sources + targets))
+    det = detection or detect(lens, names=chosen, k=massive_k, prompts=detect_prompts, seeds=list(seeds),
+                              num_inference_steps=num_inference_steps, pipeline=kw)
 
-    def run(prompts, edits=(), cache=None, on_step=None):
+    def run(source: bool = False, edits=(), cache=None, on_step=None):
+        prompts, args = (source_prompts, src_kw) if source else (target_prompts, kw)
         return lens.generate(prompts, num_inference_steps=num_inference_steps,
                              generator=_samples.generators(all_seeds), edits=edits, cache=cache, on_step=on_step,
-                             **kw)
+                             **args)
 
     rng = np.random.default_rng(random_seed)
     shared, runs = runs is not None, {} if runs is None else runs
@@ -174,21 +190,21 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
     keep = list(range(num_inference_steps)) if steps is None else list(steps)
     pooled: dict = {}
     if latents is not None:  # image-conditioned: each pair's source is an image, prompts are its captions
-        src_values = image_source(lens, latents, targets, all_seeds, chosen, num_inference_steps, **kw)
+        src_values = image_source(lens, latents, target_prompts, all_seeds, chosen, num_inference_steps, **kw)
     elif source_store is not None:  # offline: the source trajectory comes from a store
         src_values, src_images = store_source(lens, source_store, storage_options, sources, all_seeds, chosen, keep)
     else:
         key = (tuple(sources), tuple(all_seeds), tuple(chosen), tuple(keep), num_inference_steps)
-        hit = reused(runs, "source", key, kw)
+        hit = reused(runs, "source", key, src_kw)
         if hit is None:  # a shared ``runs`` keeps the pooled embedding too, for a later call's pooled_alpha
-            hit = live_source(lens, run, sources, chosen, keep,
+            hit = live_source(lambda **a: run(True, **a), chosen, keep,
                               with_pooled=lens.arch.pooled is not None and bool(pooled_alpha or shared))
-            runs["source"] = (key, kw, hit)
+            runs["source"] = (key, src_kw, hit)
         src_values, src_images, pooled = hit
     key = (tuple(targets), tuple(all_seeds), num_inference_steps)
     tgt_images = reused(runs, "target", key, kw)
     if tgt_images is None:
-        tgt_images = np.asarray(run(targets).images)
+        tgt_images = as_outputs(run().images)
         runs["target"] = (key, kw, tgt_images)
     images = {"source": src_images, "target": tgt_images}
     tokens = None
@@ -212,11 +228,14 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
                     v = src_values[name, s][b][1][:, :, ch]
                     values[s] = v if tokens is None else v[:, tokens]
                 edits.append(patch(name, values, alpha=float(alpha), channels=ch, tokens=tokens, cfg=cfg))
-        images[float(alpha)] = np.asarray(run(targets, edits=edits, on_step=move_pooled if pooled_alpha else None)
-                                          .images)
+        images[float(alpha)] = as_outputs(run(edits=edits, on_step=move_pooled if pooled_alpha else None).images)
     success, blend = {}, {}
     toward = {float(a): _toward(images[float(a)], images["source"], images["target"]) for a in alphas}
-    if implements(judge, "transported") and is_images(images["target"]):
+    judged = implements(judge, "transported") and is_images(images["target"])
+    if explicit(scorer) and not judged:
+        raise RecipeError(f"scorer {judge.name!r} cannot judge transport here: it needs images, the pipeline "
+                          f"returned {images['target'].dtype} {images['target'].shape}")
+    if judged:
         for alpha in alphas:
             a = float(alpha)
             mix = (a * images["source"].astype(np.float64) + (1 - a) * images["target"]).round().astype(np.uint8)
