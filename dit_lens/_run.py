@@ -1,6 +1,7 @@
 """Inside an nnsight trace: denoising steps, CFG branches and named reads/writes (what ``Lens.trace`` hands out).
 
     Step                 one transformer call: step index, call index, branch, text length, timestep
+    argument(args, kwargs, (keyword, position))   a call's argument, given by keyword or position
     Run(...)             small, picklable (remote-safe) view of one traced generation
       .steps()           bounded iteration over exactly the transformer calls of the run
       .read(name, cfg=)  the current call's value of a canonical name (all rows, or one CFG branch)
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from . import _streams
 from .errors import ArgumentError
 
-__all__ = ["Step", "Run"]
+__all__ = ["Step", "Run", "argument"]
 
 
 @dataclass
@@ -29,7 +30,7 @@ class Step:
     timestep: object = None
 
 
-def _argument(args, kwargs, spec):
+def argument(args, kwargs, spec):
     kw, pos = spec
     return kwargs[kw] if kw in kwargs else (args[pos] if pos < len(args) else None)
 
@@ -68,8 +69,8 @@ class Run:
         total = self.num_steps * self.calls_per_step
         for call in self.tracer.iter[:total]:
             args, kwargs = self.transformer.inputs
-            t = _argument(args, kwargs, self._timestep)
-            text = _argument(args, kwargs, self._text)
+            t = argument(args, kwargs, self._timestep)
+            text = argument(args, kwargs, self._text)
             branch = "batch" if self.calls_per_step == 1 else self.order[call % self.calls_per_step]
             self.step = Step(call // self.calls_per_step, call, branch,
                              None if text is None else int(text.shape[1]) + self._text_extra, t)
@@ -79,7 +80,7 @@ class Run:
         """The current call's pooled text embedding (rows, dim): the input that conditions every block's
         modulation on Flux and SD3."""
         args, kwargs = self.transformer.inputs
-        return _argument(args, kwargs, self._need_pooled())
+        return argument(args, kwargs, self._need_pooled())
 
     def set_pooled(self, value) -> None:
         kw, pos = self._need_pooled()

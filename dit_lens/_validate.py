@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import _streams
-from ._run import _argument
+from ._run import argument
 from .archs import Arch
 from .errors import AdapterMismatch
 from .names import SITES
@@ -81,10 +81,10 @@ def probe(pipeline, arch: Arch, example: dict) -> Probe:
     def pre_transformer(module, args, kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
-            text = _argument(args, kwargs, arch.text)
+            text = argument(args, kwargs, arch.text)
             calls["T"] = text.shape[1] + text_extra(transformer, arch) if isinstance(text, torch.Tensor) else None
             if arch.pooled is not None:
-                pooled = _argument(args, kwargs, arch.pooled)
+                pooled = argument(args, kwargs, arch.pooled)
                 calls["pooled"] = tuple(pooled.shape) if isinstance(pooled, torch.Tensor) else type(pooled).__name__
 
     def hook(key):

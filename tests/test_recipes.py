@@ -370,6 +370,15 @@ def test_a_user_scorer_and_user_masks_drive_the_recipes(tiny_lens, tmp_path):
     t = transport(tiny_lens, pairs=[PROMPTS], seeds=[0], alphas=(1.0,), k=4, num_inference_steps=2,
                   scorer=Brightness(), spatial="subject")
     assert set(t.success) == {1.0} and t.params["scorer"] == "brightness"
+    left = np.zeros((1, 32, 32), bool)
+    left[:, :, :16] = True  # a user's subject mask for the one pair: the left half
+    given = transport(tiny_lens, pairs=[PROMPTS], seeds=[0], alphas=(1.0,), k=4, num_inference_steps=2,
+                      spatial="subject", masks=left, scorer="none")
+    assert given.params["masks"] == "argument" and not given.success
+    assert given.tokens == [r * 16 + c for r in range(16) for c in range(8)]  # the left half of the token grid
+    assert t.tokens and len(t.tokens) < 256  # the scorer's subject: some tokens, not all
+    with pytest.raises(ValueError, match="would be unused"):
+        transport(tiny_lens, pairs=[PROMPTS], seeds=[0], num_inference_steps=2, masks=left)
     with pytest.raises(ValueError, match="cannot score this run"):
         disrupt(tiny_lens, prompts=PROMPTS[:1], k=2, num_inference_steps=2, scorer=Brightness(),
                 pipeline={"output_type": "latent"})

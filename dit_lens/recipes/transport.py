@@ -6,7 +6,8 @@ channels) x a spatial mask, with strength alpha — semantic transport without t
         (``channel_set="massive"``: the top ``k`` by detection's ranking; controls: ``"random"``, k channels drawn
         with ``random_seed`` outside the detected massive set, or ``"low"``, the k lowest) move ``alpha`` of the
         way to the source's, on ``spatial="all"`` tokens or ``"subject"`` (the tokens of the source images'
-        subjects, from the scorer's masks), in every CFG branch the source recorded.
+        subjects: ``masks``, one per pair — image files or bool arrays, see dit_lens.scoring.load_masks — or else
+        the scorer's masks of the source images), in every CFG branch the source recorded.
         Sources: a source prompt run live (text-conditioned); ``source_store`` (a store recorded from the same model
         with the source prompts and seeds: its recorded branch is patched); ``source_images`` (one uint8 image or
         image file per pair, noised to each step's sigma and run under the target prompt: image-conditioned; needs
@@ -40,7 +41,7 @@ import numpy as np
 
 from .. import _samples
 from ..errors import OutOfRangeError, RecipeError
-from ..scoring import implements, pool_masks, resolve_scorer
+from ..scoring import implements, load_masks, pool_masks, resolve_scorer
 from ._intervals import t_interval
 from ._sources import image_source, live_source, load_images, reused, store_source
 from .disrupt import as_outputs, explicit, is_images
@@ -57,10 +58,12 @@ class Transport:
     images: dict = field(repr=False, default_factory=dict)  # "source" | "target" | alpha -> (n, ...) outputs
     channels: dict = field(default_factory=dict)  # name -> the channels patched
     massive: dict = field(default_factory=dict)  # name -> the detected massive channels
+    tokens: list | None = None  # the image tokens patched (spatial="subject"); None: all
 
     def to_dict(self) -> dict:
         return {"params": self.params, "success": self.success, "pixel_blend_success": self.blend_success,
-                "toward_source": self.toward_source, "channels": self.channels, "massive": self.massive}
+                "toward_source": self.toward_source, "channels": self.channels, "massive": self.massive,
+                "tokens": self.tokens}
 
     def figure(self, out, n: int = 4) -> Path:
         from ._figures import pyplot, save
@@ -130,11 +133,23 @@ def _check(lens, pairs, alphas, steps, num_inference_steps, k, width, pooled_alp
                           "text embedding")
 
 
+def _subject_masks(spatial, masks, judge, grid, n_pairs):
+    """The user's subject masks on the token grid (one per pair), or None (then the scorer's, after the source run);
+    checked before any generation."""
+    if masks is not None and spatial != "subject":
+        raise RecipeError(f"masks= picks the subject tokens of spatial='subject'; with spatial={spatial!r} they would "
+                          f"be unused")
+    if spatial == "subject" and masks is None and not implements(judge, "masks"):
+        raise RecipeError("spatial='subject' takes the subject tokens from masks= or a scorer's masks of the source "
+                          "images; this model has no such scorer: give masks=, scorer=, or use spatial='all'")
+    return None if masks is None else load_masks(masks, n_pairs, grid)
+
+
 def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: int = 4,
               alphas=(0.25, 0.5, 0.75, 1.0), steps=None, spatial: str = "all", num_inference_steps: int = 20,
               detection=None, source_store=None, storage_options: dict | None = None, source_images=None,
               channel_set: str = "massive", random_seed: int = 0, pooled_alpha: float = 0.0, scorer=None,
-              pipeline: dict | None = None, source_pipeline: dict | None = None,
+              masks=None, pipeline: dict | None = None, source_pipeline: dict | None = None,
               runs: dict | None = None) -> Transport:
     from ..edits import patch
     from .detect import detect
@@ -154,9 +169,8 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
     if explicit(scorer) and (not implements(judge, "transported") or kw.get("output_type") == "latent"):
         raise RecipeError(f"scorer {judge.name!r} cannot judge transport in this run: it needs transported() or "
                           f"similarity() on images, and the run makes {kw.get('output_type') or 'images'}")
-    if spatial == "subject" and not implements(judge, "masks"):
-        raise RecipeError("spatial='subject' takes the subject tokens from a scorer's masks of the source images; "
-                          "this model has no such scorer: give scorer= or use spatial='all'")
+    grid = lens.token_grid(kw.get("height"), kw.get("width"))
+    masks = _subject_masks(spatial, masks, judge, grid, len(pairs))
     sources, all_seeds = _samples.grid([s for s, _ in pairs], seeds)
     targets, _ = _samples.grid([t for _, t in pairs], seeds)
     if ("prompt_embeds" in kw) != ("prompt_embeds" in src_kw) or (
@@ -209,8 +223,8 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
     images = {"source": src_images, "target": tgt_images}
     tokens = None
     if spatial == "subject":  # tokens of the source subjects (pooled to the token grid), union over the batch
-        grid = lens.token_grid(kw.get("height"), kw.get("width"))
-        union = pool_masks(judge.masks(images["source"]), grid).any(0).ravel()
+        subject = masks if masks is not None else pool_masks(judge.masks(images["source"]), grid)
+        union = subject.any(0).ravel()
         tokens = np.nonzero(union)[0].tolist() or None
 
     def move_pooled(run_, step):  # the target's pooled embedding moves pooled_alpha of the way to the source's
@@ -247,8 +261,9 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
                   [str(p) for p in source_images] if isinstance(source_images[0], (str, Path)) else "array",
                   alphas=[float(a) for a in alphas], steps=None if steps is None else list(steps), spatial=spatial,
                   source_store=None if source_store is None else str(source_store),
+                  masks=None if masks is None else "argument",
                   num_inference_steps=num_inference_steps, scorer=judge.name if judge is not None else None,
                   pipeline={a: str(b) for a, b in kw.items()})
     return Transport(success=success, blend_success=blend, params=params, toward_source=toward, images=images,
                      channels={n: [int(c) for c in ch] for n, ch in channels.items()},
-                     massive={n: det.massive(n) for n in chosen})
+                     massive={n: det.massive(n) for n in chosen}, tokens=tokens)
