@@ -3,11 +3,13 @@
     Step                 one transformer call: step index, call index, branch, text length, timestep
     argument(args, kwargs, (keyword, position))   a call's argument, given by keyword or position
     Run(...)             small, picklable (remote-safe) view of one traced generation
-      .steps()           bounded iteration over exactly the transformer calls of the run
+      .steps()           bounded iteration over exactly the transformer calls of the run (their number read from
+                         the pipeline's scheduler at the first call; ``.num_steps`` then holds the steps run)
       .read(name, cfg=)  the current call's value of a canonical name (all rows, or one CFG branch)
       .branch(h, cfg=)   the cache branch label of a value read with ``cfg`` at this call (see dit_lens.cache)
       .write(name, value, cfg=)   assign it (never in place: survives nnsight's multi-invoke batching)
-      .apply(edit, name) apply an Edit at the current call, if it applies here
+      .check(edit, name, h)   raise if an Edit's tokens or channels do not fit this call's value
+      .apply(edit, name) apply an Edit at the current call, if it applies here (checked first)
       .pooled() / .set_pooled(value)   the current call's pooled text embedding (Flux, SD3: the adaLN conditioning)
 """
 
@@ -47,10 +49,11 @@ def _splice(h, rows: slice, new):
 
 
 class Run:
-    def __init__(self, tracer, transformer, table: dict, *, images: int, steps: int, calls_per_step: int,
+    def __init__(self, tracer, model, table: dict, *, images: int, steps: int, calls_per_step: int,
                  order: tuple, timestep: tuple, text: tuple, text_extra: int = 0, pooled: tuple | None = None):
         self.tracer = tracer
-        self.transformer = transformer
+        self.model = model  # the root envoy: its pipeline's scheduler says how many steps the run makes
+        self.transformer = model.transformer
         self.table = table  # name -> ("out", path, layout, None) | ("in", path, inputs, None) | ("sub", path, i)
         self.images = images
         self.num_steps = steps
@@ -66,15 +69,31 @@ class Run:
         return env
 
     def steps(self):
-        total = self.num_steps * self.calls_per_step
-        for call in self.tracer.iter[:total]:
-            args, kwargs = self.transformer.inputs
-            t = argument(args, kwargs, self._timestep)
-            text = argument(args, kwargs, self._text)
-            branch = "batch" if self.calls_per_step == 1 else self.order[call % self.calls_per_step]
-            self.step = Step(call // self.calls_per_step, call, branch,
-                             None if text is None else int(text.shape[1]) + self._text_extra, t)
-            yield self.step
+        """Exactly this run's transformer calls: the first, then as many more as the pipeline's scheduler says the
+        run makes (``num_steps`` is updated then: img2img ``strength`` or custom ``sigmas`` change it)."""
+        for _ in self.tracer.iter[0:1]:
+            yield self._enter(0)
+            self.num_steps = self._steps_run()
+        for call in self.tracer.iter[1:self.num_steps * self.calls_per_step]:
+            yield self._enter(call)
+
+    def _enter(self, call: int) -> Step:
+        args, kwargs = self.transformer.inputs
+        t = argument(args, kwargs, self._timestep)
+        text = argument(args, kwargs, self._text)
+        branch = "batch" if self.calls_per_step == 1 else self.order[call % self.calls_per_step]
+        self.step = Step(call // self.calls_per_step, call, branch,
+                         None if text is None else int(text.shape[1]) + self._text_extra, t)
+        return self.step
+
+    def _steps_run(self) -> int:
+        """Denoising steps of this run, read at its first transformer call from the live pipeline's scheduler: one
+        per timestep from its begin index on; the requested count where the pipeline has no such scheduler."""
+        try:
+            scheduler = self.model._module.pipeline.scheduler
+            return len(scheduler.timesteps) - int(getattr(scheduler, "begin_index", None) or 0)
+        except (AttributeError, TypeError):
+            return self.num_steps
 
     def pooled(self):
         """The current call's pooled text embedding (rows, dim): the input that conditions every block's
@@ -155,6 +174,15 @@ class Run:
         else:
             env.output = _streams.set_item(env.output, index, value)
 
+    def check(self, edit, name: str, h) -> None:
+        """Raise if ``edit``'s tokens or channels do not fit ``h``, this call's value of ``name`` (when the edit
+        touches this call's rows at all)."""
+        if self._rows(h, edit.cfg) is None:
+            return
+        where = f"the {self.step.branch} call of step {self.step.index}" if self.step.branch != "batch" else \
+            f"step {self.step.index}"
+        edit.check(name, int(h.shape[1]), int(h.shape[2]), None, where)
+
     def apply(self, edit, name: str, h=None):
         """Apply ``edit`` to ``name`` at the current call; returns the value after it (``h`` = current value)."""
         h = self._raw(name) if h is None else h
@@ -163,6 +191,7 @@ class Run:
         rows = self._rows(h, edit.cfg)
         if rows is None:
             return h
+        self.check(edit, name, h)
         new = _splice(h, rows, edit.apply(h[rows], self.step.index))
         self.write(name, new)
         return new

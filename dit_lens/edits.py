@@ -63,14 +63,15 @@ class Edit:
             return False
         return not (isinstance(self.value, Mapping) and step not in self.value)
 
-    def check(self, name: str, tokens: int, channels: int, num_steps: int) -> None:
-        """Raise if the selection does not fit a name of ``tokens`` x ``channels`` in a run of ``num_steps``."""
+    def check(self, name: str, tokens: int | None, channels: int, num_steps: int | None, where: str = "") -> None:
+        """Raise if the selection does not fit a name of ``tokens`` x ``channels`` in a run of ``num_steps``
+        (``None``: not known yet, not checked); ``where`` names the call, e.g. "the uncond call of step 0"."""
         for field, size in (("tokens", tokens), ("channels", channels), ("steps", num_steps)):
             sel = getattr(self, field)
-            if sel is not None and max(sel) >= size:
+            if sel is not None and size is not None and max(sel) >= size:
                 raise OutOfRangeError(f"{self.kind} edit on {name}: {field} index {max(sel)} out of range "
-                                 f"(valid 0..{size - 1})")
-        if isinstance(self.value, Mapping):
+                                      f"(valid 0..{size - 1}{' in ' + where if where else ''})")
+        if isinstance(self.value, Mapping) and num_steps is not None:
             bad = [s for s in self.value if not 0 <= int(s) < num_steps]
             if bad:
                 raise OutOfRangeError(f"{self.kind} edit on {name}: value given for steps {bad}, run has {num_steps}")

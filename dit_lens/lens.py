@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -62,6 +63,25 @@ def _prompt_args(prompt) -> tuple:
     """Positional inputs for nnsight: none when the call is driven by ``prompt_embeds`` (nnsight counts rows from
     the first positional input)."""
     return () if prompt is None else (prompt,)
+
+
+def _default(pipeline, name: str):
+    """The default of a pipeline call's keyword argument, or None when it takes no such argument."""
+    p = inspect.signature(pipeline.__call__).parameters.get(name)
+    return None if p is None or p.default is inspect.Parameter.empty else p.default
+
+
+@contextmanager
+def _counted(transformer, active: bool):
+    """Counts the transformer's calls while open (``{"n": calls}``; ``{}`` when not ``active``, e.g. remote runs,
+    whose calls happen elsewhere)."""
+    calls: dict = {"n": 0} if active else {}
+    handle = transformer.register_forward_pre_hook(lambda m, a: calls.update(n=calls["n"] + 1)) if active else None
+    try:
+        yield calls
+    finally:
+        if handle is not None:
+            handle.remove()
 
 
 def _check_device(device) -> None:
@@ -189,11 +209,11 @@ class Lens:
     def calls_per_step(self, **kwargs) -> int:
         """Transformer calls per denoising step of a pipeline call with these keyword arguments (the adapter's
         rule): 2 where the pipeline runs CFG as separate cond and uncond calls, else 1."""
-        return self.arch.calls_per_step(kwargs)
+        return self.arch.calls_per_step(kwargs, self.pipeline)
 
     def _make_run(self, tracer, prompt, num_inference_steps, kwargs) -> Run:
         cfg = self.arch.sequential_cfg
-        return Run(tracer, self.model.transformer, self._table, images=_count_images(prompt, kwargs),
+        return Run(tracer, self.model, self._table, images=_count_images(prompt, kwargs),
                    steps=num_inference_steps, calls_per_step=self.calls_per_step(**kwargs),
                    order=cfg.order if cfg else ("cond",), timestep=self.arch.timestep, text=self.arch.text,
                    text_extra=text_extra(self.pipeline.transformer, self.arch), pooled=self.arch.pooled)
@@ -223,15 +243,53 @@ class Lens:
         tracer.dit = self._make_run(tracer, prompt, n, kwargs)
         return tracer
 
-    def _plan(self, edits, cache, cache_steps, n: int):
-        """[(name, [edits], keep)] in execution order, every name, index and step checked before the run."""
+    def steps_of(self, num_inference_steps, **kwargs) -> int:
+        """The denoising steps a pipeline call with these arguments makes: as many as its ``sigmas`` or
+        ``timesteps`` when given; else ``num_inference_steps``, shortened by an img2img ``strength`` (given, or the
+        pipeline's default) as diffusers' img2img and inpainting pipelines do. Each run checks it against what the
+        pipeline's scheduler then does."""
+        n = self.check_steps(num_inference_steps)
+        for key in ("sigmas", "timesteps"):
+            if kwargs.get(key) is not None:
+                return len(kwargs[key])
+        strength = kwargs.get("strength", _default(self.pipeline, "strength"))
+        if strength is None:
+            return n
+        if not 0 < float(strength) <= 1:
+            raise ArgumentError(f"strength={strength}: expected a value in (0, 1]")
+        return n - int(max(n - min(n * float(strength), n), 0))
+
+    def _tokens(self, name: str, branch: str, kwargs: dict) -> int | None:
+        """Tokens of ``name`` in a call with these arguments, on CFG ``branch``, where known before the run: text
+        from the (negative) prompt embeddings, image tokens scaled from the dry run by the call's height x width;
+        None where only the run can tell (then its first call checks)."""
+        tokens = self.shape(name)[0]
+        if name.split(".")[2] == "txt":
+            emb = kwargs.get("prompt_embeds" if branch == "cond" else "negative_prompt_embeds")
+            return int(emb.shape[1]) + text_extra(self.pipeline.transformer, self.arch) if hasattr(emb, "shape") \
+                else None  # a prompt's length is the tokenizer's to say
+        size, size0 = (kwargs.get("height"), kwargs.get("width")), (self.example.get("height"),
+                                                                     self.example.get("width"))
+        if size == size0 and kwargs.get("image") is None:
+            return tokens
+        if None in size or None in size0:
+            return None
+        scaled = tokens * size[0] * size[1] / (size0[0] * size0[1])
+        return int(scaled) if float(scaled).is_integer() else None
+
+    def _plan(self, edits, cache, cache_steps, n: int, kwargs: dict):
+        """[(name, [edits], keep)] in execution order, every name, index and step checked before the run (token
+        indices per CFG branch, where the branch's length is known before the run)."""
+        branches = ("cond", "uncond") if self.calls_per_step(**kwargs) == 2 else ("cond",)
         per_name: dict[str, list] = {}
         for e in edits:
             if not isinstance(e, Edit):
                 raise ArgumentError(f"edits must be dit_lens Edit records (zero, set_to, ...), got {type(e).__name__}")
             for name in self.names(e.names):
-                tokens, channels = self.shape(name)
-                e.check(name, tokens, channels, n)
+                channels = self.shape(name)[1]
+                for b in branches if e.cfg is None else ((e.cfg,) if e.cfg in branches else branches[:1]):
+                    e.check(name, self._tokens(name, b, kwargs), channels, n,
+                            f"the {b} calls" if len(branches) == 2 else "")
                 per_name.setdefault(name, []).append(e)
         keep = set(self.names(cache)) if cache else set()
         if cache_steps is not None:
@@ -248,12 +306,14 @@ class Lens:
         ``cache_steps`` (default all) and CFG branch ``cache_cfg`` (default all rows). ``on_step(run, step)``, if
         given, is called at every transformer call before the edits (e.g. to ``run.set_pooled(...)``)."""
         n = self.check_steps(num_inference_steps)
-        plan = self._plan(list(edits), cache, cache_steps, n)
+        expected = self.steps_of(n, **kwargs)
+        plan = self._plan(list(edits), cache, cache_steps, expected, kwargs)
         steps_kept = None if cache_steps is None else set(int(s) for s in cache_steps)
         model = self.model
         output = None  # stays None if the pipeline made fewer transformer calls than expected
-        with model.generate(*_prompt_args(prompt), num_inference_steps=n, seed=seed, remote=remote,
-                            **kwargs) as tracer:
+        with _counted(self.pipeline.transformer, not remote) as calls, \
+                model.generate(*_prompt_args(prompt), num_inference_steps=n, seed=seed, remote=remote,
+                               **kwargs) as tracer:
             run = self._make_run(tracer, prompt, n, kwargs)
             saved = dict().save()
             stamps = list().save()
@@ -261,8 +321,13 @@ class Lens:
                 stamps.append((step.index, step.branch, float(step.timestep.flatten()[0])))
                 if on_step is not None:
                     on_step(run, step)
+                first = step.call < run.calls_per_step  # each branch's first call: every edit's indices checked
                 for name, name_edits, keep in plan:
                     h = None
+                    if first and any(e.tokens is not None for e in name_edits):
+                        h = run.read(name)
+                        for e in name_edits:
+                            run.check(e, name, h)
                     for e in name_edits:
                         if e.applies_at(step.index):
                             h = run.apply(e, name, h)
@@ -271,20 +336,33 @@ class Lens:
                         if h is not None:
                             saved[(name, step.index, run.branch(h, cache_cfg))] = h.detach().to("cpu", copy=True)
             output = model.output.save()
-        return self._finish(output, saved, stamps, n, list(edits))
+        return self._finish(output, saved, stamps, calls, list(edits), cache_steps)
 
-    def _finish(self, output, saved, stamps, n, edits) -> Generation:
+    def _finish(self, output, saved, stamps, calls, edits, cache_steps=None) -> Generation:
+        self._check_run(output, stamps, calls)
+        ran = len({s for s, _, _ in stamps})
+        asked = {s for e in edits for s in (e.steps or ())} | {int(s) for e in edits if isinstance(e.value, dict)
+                                                              for s in e.value} | set(cache_steps or ())
+        if asked and max(asked) >= ran:
+            raise RunError(f"steps {sorted(s for s in asked if s >= ran)} were asked for, but the run made {ran} "
+                           f"steps (img2img strength or custom sigmas shorten a run): nothing was edited or read there")
+        cache = Cache(saved)
+        timesteps = [t for s, b, t in stamps if b in ("batch", "cond")]
+        return Generation(images=output.images, cache=cache, timesteps=timesteps, edits=edits)
+
+    def _check_run(self, output, stamps, calls) -> None:
+        """The run's transformer calls, as the loop saw them, are whole steps with one timestep each, and (locally)
+        every call the pipeline made: anything else is a RunError, never mislabelled steps."""
         by_step: dict[int, set] = {}
         for s, _, t in stamps:
             by_step.setdefault(s, set()).add(t)
         distinct = {t for ts in by_step.values() for t in ts}
-        if output is None or len(by_step) != n or any(len(ts) != 1 for ts in by_step.values()) \
-                or len(distinct) != n:
-            raise RunError(f"{type(self.pipeline).__name__} did not call the transformer once per step (or once "
-                               f"per CFG branch) as {self.arch.source} expects: saw timesteps {stamps}")
-        cache = Cache(saved)
-        timesteps = [t for s, b, t in stamps if b in ("batch", "cond")]
-        return Generation(images=output.images, cache=cache, timesteps=timesteps, edits=edits)
+        whole = calls.get("n") is None or calls["n"] == len(stamps)
+        if output is None or not whole or any(len(ts) != 1 for ts in by_step.values()) \
+                or len(distinct) != len(by_step) or sorted(by_step) != list(range(len(by_step))):
+            seen = f"; the pipeline called the transformer {calls['n']} times" if calls.get("n") is not None else ""
+            raise RunError(f"{type(self.pipeline).__name__} did not call the transformer once per step (or once per "
+                           f"CFG branch) as {self.arch.source} expects: saw timesteps {stamps}{seen}")
 
     def run_with_cache(self, prompt=None, names="*", *, num_inference_steps=None, steps=None, cfg=None, **kwargs):
         """Generate and return ``(images, Cache)`` of ``names`` (globs) at ``steps`` (default all) and CFG branch

@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 
 from . import __version__, _samples
-from .errors import ArgumentError, OutOfRangeError, StoreError
+from .errors import ArgumentError, OutOfRangeError, RunError, StoreError
 
 __all__ = ["record", "record_distributed"]
 
@@ -170,10 +170,11 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
     from .store import StoreWriter
 
     n_steps = lens.check_steps(num_inference_steps)
+    ran = lens.steps_of(n_steps, **pipeline_kwargs)  # img2img strength or custom sigmas run fewer or other steps
     names = lens.names(names)
-    step_index = list(range(n_steps)) if steps is None else sorted({int(s) for s in steps})
-    if step_index and not 0 <= step_index[0] <= step_index[-1] < n_steps:
-        raise OutOfRangeError(f"steps {step_index} out of range: the run has steps 0..{n_steps - 1}")
+    step_index = list(range(ran)) if steps is None else sorted({int(s) for s in steps})
+    if step_index and not 0 <= step_index[0] <= step_index[-1] < ran:
+        raise OutOfRangeError(f"steps {step_index} out of range: the run has steps 0..{ran - 1}")
     if cfg not in ("cond", "uncond"):
         raise ArgumentError(f"cfg={cfg!r}: a store records one branch, 'cond' or 'uncond'")
     all_prompts, all_seeds = _samples.grid(prompts, seeds)
@@ -193,12 +194,12 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
     claims = _claim(url, wanted, storage_options, takeover=takeover)
     thread = _WriterThread(writer, queue_size)
     thread.start()
-    bar = tqdm(total=len(wanted) * n_steps, desc="record", unit="step", disable=not progress)
+    bar = tqdm(total=len(wanted) * ran, desc="record", unit="step", disable=not progress)
     try:
         for i in range(0, len(wanted), batch_size):
             batch = wanted[i:i + batch_size]
-            _record_batch(lens, thread, layout, batch, n_steps, set(step_index), cfg, stats_only, img_tokens,
-                          pipeline_kwargs, bar)
+            _record_batch(lens, thread, layout, batch, (n_steps, ran), set(step_index), cfg, stats_only,
+                          img_tokens, pipeline_kwargs, bar)
         thread.put(_STOP)
         thread.join()
         if thread.error is not None:
@@ -215,7 +216,9 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
     return url
 
 
-def _record_batch(lens, thread, layout, batch, n_steps, keep_steps, cfg, stats_only, img_tokens, kwargs, bar):
+def _record_batch(lens, thread, layout, batch, steps, keep_steps, cfg, stats_only, img_tokens, kwargs, bar):
+    """One batch through the trace; ``steps`` is (num_inference_steps, the steps the run makes). A run that made
+    other steps than expected raises before its flags are written."""
     import torch
 
     from ._stats import StepReducer
@@ -229,8 +232,10 @@ def _record_batch(lens, thread, layout, batch, n_steps, keep_steps, cfg, stats_o
     if "prompt_embeds" in kwargs:  # an embeddings-driven pipeline: prompts are labels, embeds rows are samples
         kwargs = _batch_embeds(kwargs, batch, len(layout.prompts))
         prompts = None
+    n_steps, ran = steps
     with lens.trace(prompts, num_inference_steps=n_steps, generator=gens, **kwargs) as tracer:
         run = tracer.dit
+        seen = list().save()
         for step in run.steps():
             if step.branch not in ("batch", cfg):
                 continue  # sequential CFG: the other branch's call
@@ -248,7 +253,12 @@ def _record_batch(lens, thread, layout, batch, n_steps, keep_steps, cfg, stats_o
                         thread.put(("data", batch, step.index, name, value))
                 thread.put(("commit", batch, step.index, reducer.finish(step.timestep)))
             bar.update(len(batch))
+            seen.append((step.index, float(step.timestep.flatten()[0])))
         out = lens.model.output.save()
+    if len({s for s, _ in seen}) != ran:
+        raise RunError(f"{type(lens.pipeline).__name__} ran {len({s for s, _ in seen})} steps, {ran} expected from "
+                       f"num_inference_steps={n_steps} and the call's strength / sigmas / timesteps: no sample of "
+                       f"batch {batch} is flagged complete")
     images = uint8_images(out.images)
     if images is not None:  # before the flags: a sample flagged complete has its image
         thread.put(("image", batch, images))

@@ -63,6 +63,8 @@ class Row:
     config: dict = field(default_factory=dict)  # the transformer's config
     scheduler: str = "FlowMatchEulerDiscreteScheduler"
     spec: str | None = None  # instead: a registered dit_lens model spec
+    options: dict = field(default_factory=dict)  # the pipeline's other constructor arguments (e.g. is_distilled)
+    parts: dict = field(default_factory=dict)  # other components built from configs: name -> (diffusers class, config)
 
     def build(self, batch: int = 2):
         """(pipeline, kwargs) with ``batch`` rows; the pipeline has its transformer and scheduler only (every other
@@ -78,14 +80,24 @@ class Row:
             cls = getattr(diffusers, self.pipeline)
             absent = {n: None for n, p in inspect.signature(cls.__init__).parameters.items()
                       if n not in ("self", "transformer", "scheduler") and p.default is inspect.Parameter.empty}
+            built = {name: getattr(diffusers, klass)(**config) for name, (klass, config) in self.parts.items()}
             pipe = cls(transformer=getattr(diffusers, self.transformer)(**self.config),
-                       scheduler=getattr(diffusers, self.scheduler)(), **absent)
+                       scheduler=getattr(diffusers, self.scheduler)(), **dict(absent, **built), **self.options)
         pipe.set_progress_bar_config(disable=True)
         return pipe, self.call(batch)
 
 
 _FLUX = dict(patch_size=1, in_channels=4, num_layers=2, num_single_layers=2, attention_head_dim=16,
              num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8])
+_FLUX2 = dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=2, attention_head_dim=16,
+              num_attention_heads=2, joint_attention_dim=16, timestep_guidance_channels=256,
+              axes_dims_rope=[4, 4, 4, 4])
+_VAE = dict(sample_size=32, in_channels=3, out_channels=3, block_out_channels=(4,), layers_per_block=1,
+            latent_channels=1, norm_num_groups=1, use_quant_conv=False, use_post_quant_conv=False,
+            shift_factor=0.0609, scaling_factor=1.5035)
+_VAE_FLUX2 = dict(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                  block_out_channels=(4, 4), layers_per_block=1, latent_channels=4, norm_num_groups=1, sample_size=32,
+                  use_quant_conv=False, use_post_quant_conv=False)
 _TINY_PROMPTS = ["a red circle on a blue background", "a green square on a white background"]
 
 ROWS = {
@@ -95,11 +107,20 @@ ROWS = {
         _text(b, 32, pooled=32), **LATENT, guidance_scale=1.0, true_cfg_scale=3.0,
         negative_prompt_embeds=_embeds(b, 6, 32, seed=5), negative_pooled_prompt_embeds=_pooled(b, 32, seed=6)),
         "FluxPipeline", "FluxTransformer2DModel", _FLUX),
+    # img2img: strength 0.5 runs the last half of the schedule (2 of 3 steps), images out
+    "flux_img2img": Row(frozenset({"double", "single"}), lambda b: dict(
+        _text(b, 32, pooled=32), image=torch.rand(b, 3, 32, 32, generator=torch.Generator().manual_seed(7)),
+        strength=0.5, height=32, width=32, output_type="np", guidance_scale=1.0),
+        "FluxImg2ImgPipeline", "FluxTransformer2DModel", _FLUX, parts=dict(vae=("AutoencoderKL", _VAE))),
     "flux2": Row(frozenset({"double", "single"}), lambda b: dict(_text(b, 16), **LATENT),
-                 "Flux2Pipeline", "Flux2Transformer2DModel",
-                 dict(patch_size=1, in_channels=16, num_layers=1, num_single_layers=2, attention_head_dim=16,
-                      num_attention_heads=2, joint_attention_dim=16, timestep_guidance_channels=256,
-                      axes_dims_rope=[4, 4, 4, 4])),
+                 "Flux2Pipeline", "Flux2Transformer2DModel", _FLUX2),
+    # FLUX.2-klein: not distilled, its default guidance 4 runs CFG as a cond and an uncond call per step
+    "flux2_klein": Row(frozenset({"double", "single"}), lambda b: dict(_text(b, 16, negative=True), **LATENT),
+                       "Flux2KleinPipeline", "Flux2Transformer2DModel", dict(_FLUX2, guidance_embeds=False),
+                       parts=dict(vae=("AutoencoderKLFlux2", _VAE_FLUX2))),
+    "flux2_klein_distilled": Row(frozenset({"double", "single"}), lambda b: dict(_text(b, 16), **LATENT),
+                                 "Flux2KleinPipeline", "Flux2Transformer2DModel", dict(_FLUX2, guidance_embeds=False),
+                                 options=dict(is_distilled=True), parts=dict(vae=("AutoencoderKLFlux2", _VAE_FLUX2))),
     "qwenimage": Row(frozenset({"double"}), lambda b: dict(
         _text(b, 16, negative=True, mask=torch.long, mask_key="prompt_embeds_mask"), **LATENT, true_cfg_scale=4.0),
         "QwenImagePipeline", "QwenImageTransformer2DModel",

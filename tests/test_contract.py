@@ -19,7 +19,7 @@ STEPS = 3
 
 def _sequential(key) -> bool:
     pipe, kw = ROWS[key].build()
-    return arch_for(pipe.transformer).calls_per_step(kw) == 2
+    return arch_for(pipe.transformer).calls_per_step(kw, pipe) == 2
 
 
 SEQUENTIAL = sorted(k for k in ROWS if _sequential(k))  # two transformer calls per step
@@ -44,7 +44,8 @@ def batch_case(request):
 def test_every_adapter_has_a_contract_row_and_both_cfg_styles_are_covered():
     covered = {type(ROWS[k].build()[0].transformer).__name__ for k in ROWS}
     assert set(ARCHS) <= covered, f"adapters without a row in dit_lens.testing.ROWS: {sorted(set(ARCHS) - covered)}"
-    assert {"qwenimage", "flux_true_cfg"} <= set(SEQUENTIAL) and "sd3" not in SEQUENTIAL
+    assert {"qwenimage", "flux_true_cfg", "flux2_klein"} <= set(SEQUENTIAL)
+    assert not {"sd3", "flux2", "flux2_klein_distilled"} & set(SEQUENTIAL)
 
 
 def _run(lens, kw, **extra):
@@ -61,16 +62,17 @@ def test_families_and_every_name_resolves(case):
     assert lens.names("*.*.img.resid_post"), "every model has image-stream outputs"
     g = _run(lens, kw, cache="*")
     branches = ["cond", "uncond"] if key in SEQUENTIAL else [g.cache.branches[0]]
-    assert g.cache.branches == branches and g.cache.steps == list(range(STEPS)) and g.cache.names == lens.names()
+    ran = lens.steps_of(STEPS, **kw)  # img2img strength runs fewer steps
+    assert g.cache.branches == branches and g.cache.steps == list(range(ran)) and g.cache.names == lens.names()
     for name in lens.names():
         tokens, channels = lens.shape(name)
-        for s in range(STEPS):
+        for s in range(ran):
             for b in branches:
                 v = g.cache[name, s, b]
                 assert v.shape[1:] == (tokens, channels), (name, v.shape)
                 assert v.shape[0] == (2 * _rows(kw) if b == "batch" else _rows(kw))
                 assert torch.isfinite(v).all()
-    assert len(g.timesteps) == STEPS and len(set(g.timesteps)) == STEPS
+    assert len(g.timesteps) == ran and len(set(g.timesteps)) == ran
 
 
 def test_cache_keys_are_the_same_on_every_architecture(case):
@@ -78,14 +80,15 @@ def test_cache_keys_are_the_same_on_every_architecture(case):
     alone on request, with cond rows only."""
     key, lens, kw, _ = case
     name = lens.names("*.*.img.resid_post")[-1]
+    ran = lens.steps_of(STEPS, **kw)
     everything = _run(lens, kw, cache=name)
     cond = _run(lens, kw, cache=name, cache_cfg="cond")
     assert cond.cache.branches == ["cond"] and cond.cache[name, 1].shape[0] == _rows(kw)
-    assert cond.cache.stack(name).shape == (STEPS, _rows(kw), *lens.shape(name))
+    assert cond.cache.stack(name).shape == (ran, _rows(kw), *lens.shape(name))
     assert torch.equal(cond.cache.stack(name, branch="cond")[1], cond.cache[name, 1, "cond"])
     if key in SEQUENTIAL:
         assert torch.equal(cond.cache[name, 1], everything.cache[name, 1, "cond"])
-        assert everything.cache.stack(name, branch="uncond").shape == (STEPS, _rows(kw), *lens.shape(name))
+        assert everything.cache.stack(name, branch="uncond").shape == (ran, _rows(kw), *lens.shape(name))
         with pytest.raises(CacheKeyError, match=r"holds branches \['cond', 'uncond'\]"):
             everything.cache[name, 1]
         with pytest.raises(CacheKeyError, match="branch="):
@@ -97,7 +100,7 @@ def test_cache_keys_are_the_same_on_every_architecture(case):
         # batched CFG holds [uncond; cond]: its cond half is what a cond-only run caches
         assert torch.equal(rows[-_rows(kw):], cond.cache[name, 1])
     with pytest.raises(CacheKeyError, match="cached steps"):
-        cond.cache[name, STEPS]
+        cond.cache[name, ran]
 
 
 
@@ -140,7 +143,7 @@ def test_stream_split_equals_manual_slice(batch_case):
     T = None
     for name in lens.names("*.*.*.resid_post"):
         fam, i, stream, _ = name.split(".")
-        out = raw[f"{fam}.{i}"][STEPS - 1]
+        out = raw[f"{fam}.{i}"][-1]
         layout = [f for f in lens.arch.families if f.name == fam][0].output
         if layout == "txt,img":
             manual = out[0] if stream == "txt" else out[1]
@@ -151,7 +154,7 @@ def test_stream_split_equals_manual_slice(batch_case):
         else:  # joint [txt; img]
             T = lens.shape(name.replace("img", "txt"))[0] if stream == "img" else lens.shape(name)[0]
             manual = out[:, :T] if stream == "txt" else out[:, T:]
-        assert torch.equal(g.cache[name, STEPS - 1], manual), name
+        assert torch.equal(g.cache[name, lens.steps_of(STEPS, **kw) - 1], manual), name
 
 
 def test_edit_changes_only_named_channels_from_its_step_on(batch_case):

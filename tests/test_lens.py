@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -215,6 +216,88 @@ def test_fewer_calls_than_expected_is_an_error(flux_lens):
 
     lens, kw = flux_lens
     wrong = copy.copy(lens)
-    wrong.arch = dataclasses.replace(lens.arch, sequential_cfg=SequentialCFG("true_cfg_scale", 5.0, ()))
+    wrong.arch = dataclasses.replace(lens.arch, sequential_cfg=SequentialCFG("made_up_scale", 5.0, ()))
     with pytest.raises(RuntimeError, match="did not call the transformer once per step"):
         wrong.generate(num_inference_steps=STEPS, seed=0, cache="double.0.img.resid_post", **kw)
+
+
+def test_steps_are_the_ones_the_scheduler_runs_custom_sigmas(flux_lens):
+    lens, kw = flux_lens
+    sig = dict(kw, sigmas=[1.0, 0.6, 0.3])
+    assert lens.steps_of(5, **sig) == 3 and lens.steps_of(5, **kw) == 5
+    g = lens.generate(num_inference_steps=5, seed=0, cache="double.1.img.resid_post", **sig)
+    assert g.cache.steps == [0, 1, 2] and g.timesteps == pytest.approx([1.0, 0.6, 0.3])
+    edited = lens.generate(num_inference_steps=5, seed=0, cache="double.1.img.resid_post",
+                           edits=[zero("double.1.img.resid_post", steps=[2], channels=[4])], **sig)
+    assert torch.all(edited.cache["double.1.img.resid_post", 2][:, :, 4] == 0)
+    assert torch.equal(edited.cache["double.1.img.resid_post", 1], g.cache["double.1.img.resid_post", 1])
+    with pytest.raises(IndexError, match="steps index 3 out of range"):
+        lens.generate(num_inference_steps=5, seed=0, edits=[zero("double.1.img.resid_post", steps=[3])], **sig)
+
+
+def test_img2img_strength_reads_and_edits_by_the_steps_it_runs():
+    from dit_lens.testing import lens as row_lens
+
+    lens, kw = row_lens("flux_img2img")
+    assert lens.steps_of(4, **kw) == 2 and lens.steps_of(4, **dict(kw, strength=1.0)) == 4
+    name = "single.1.img.resid_post"
+    base = lens.generate(num_inference_steps=4, seed=0, cache=name, **kw)
+    assert base.cache.steps == [0, 1] and base.timesteps == pytest.approx([0.5, 0.25])
+    ours = lens.generate(num_inference_steps=4, seed=0, cache=name, edits=[zero(name, steps=[1], channels=[3])],
+                         **kw)
+    assert torch.equal(ours.cache[name, 0], base.cache[name, 0]) and torch.all(ours.cache[name, 1][:, :, 3] == 0)
+    calls = {"n": 0}  # the same edit as a plain torch hook on the block's second call
+
+    def hook(m, a, k, out):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            img = out[1].clone()
+            img[:, :, 3] = 0
+            return out[0], img
+    h = lens.pipeline.transformer.single_transformer_blocks[1].register_forward_hook(hook, with_kwargs=True)
+    try:
+        hooked = lens.pipeline(num_inference_steps=4, generator=[torch.Generator().manual_seed(i) for i in range(2)],
+                               **kw).images
+    finally:
+        h.remove()
+    assert np.array_equal(hooked, ours.images)
+    with pytest.raises(IndexError, match="steps index 2 out of range"):
+        lens.generate(num_inference_steps=4, seed=0, edits=[zero(name, steps=[2])], **kw)
+
+
+def test_steps_asked_for_but_not_run_are_an_error(flux_lens, monkeypatch):
+    lens, kw = flux_lens
+    monkeypatch.setattr(lens, "steps_of", lambda n, **k: 6)  # a pipeline whose shortening the lens mispredicts
+    with pytest.raises(RuntimeError, match=r"steps \[4\] were asked for, but the run made 3 steps"):
+        lens.generate(num_inference_steps=STEPS, seed=0, edits=[zero("double.0.img.resid_post", steps=[4])], **kw)
+
+
+def test_token_indices_are_checked_per_cfg_branch():
+    from dit_lens.errors import OutOfRangeError
+    from dit_lens.testing import lens as row_lens
+
+    lens, kw = row_lens("qwenimage")
+    neg = dict(kw, negative_prompt_embeds=kw["negative_prompt_embeds"][:, :4],
+               negative_prompt_embeds_mask=kw["negative_prompt_embeds_mask"][:, :4])
+    name = "double.0.txt.resid_post"
+    with pytest.raises(OutOfRangeError, match=r"tokens index 5 out of range \(valid 0..3 in the uncond calls\)"):
+        lens.generate(num_inference_steps=2, seed=0, edits=[zero(name, tokens=[5])], **neg)
+    g = lens.generate(num_inference_steps=2, seed=0, cache=name, edits=[zero(name, tokens=[5], cfg="cond")], **neg)
+    assert g.cache[name, 1, "cond"].shape[1] == 6 and g.cache[name, 1, "uncond"].shape[1] == 4
+    assert torch.all(g.cache[name, 1, "cond"][:, 5] == 0)
+    tiny = Lens("tiny")  # prompts: their text length is known in the run only, checked at its first call
+    with pytest.raises(OutOfRangeError, match=r"tokens index 12 out of range \(valid 0..9 in step 0\)"):
+        tiny.generate(["a red circle on a blue background"], num_inference_steps=3, seed=0,
+                      edits=[zero("double.0.txt.resid_post", tokens=[12], steps=[2])])
+
+
+def test_image_token_indices_follow_the_calls_resolution(flux_lens):
+    lens, kw = flux_lens
+    assert lens.shape("double.0.img.resid_post")[0] == 16  # the dry run: 64 x 64
+    big = dict(kw, height=128, width=128)
+    g = lens.generate(num_inference_steps=2, seed=0, cache="double.0.img.resid_post",
+                      edits=[zero("double.0.img.resid_post", tokens=[40], channels=[1])], **big)
+    assert g.cache["double.0.img.resid_post", 0].shape[1] == 64
+    assert torch.all(g.cache["double.0.img.resid_post", 0][:, 40, 1] == 0)
+    with pytest.raises(IndexError, match="tokens index 40 out of range"):
+        lens.generate(num_inference_steps=2, seed=0, edits=[zero("double.0.img.resid_post", tokens=[40])], **kw)

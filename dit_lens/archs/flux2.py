@@ -1,7 +1,9 @@
 """Flux2Transformer2DModel (FLUX.2 dev/klein): double blocks return (txt, img); single blocks take and return one
-[txt; img] tensor."""
+[txt; img] tensor. FLUX.2-dev is guidance-distilled (one call per step); FLUX.2-klein's pipelines that are not
+distilled (``is_distilled=False``) call the transformer twice per step, cond then uncond, when
+``guidance_scale > 1`` (their default is 4)."""
 
-from .spec import Arch, Family, mmdit_double
+from .spec import Arch, Family, SequentialCFG, mmdit_double
 
 __all__ = ["ARCH"]
 
@@ -11,4 +13,7 @@ ARCH = Arch(
         mmdit_double(),
         Family("single", "single_transformer_blocks", output="joint", inputs={"joint": ("hidden_states", 0)}),
     ),
+    sequential_cfg=SequentialCFG("guidance_scale", 4.0, (), pipelines=("Flux2KleinPipeline",
+                                                                      "Flux2KleinInpaintPipeline"),
+                                 unless="is_distilled"),
 )

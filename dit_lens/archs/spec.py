@@ -42,17 +42,31 @@ class Family:
 @dataclass(frozen=True)
 class SequentialCFG:
     """The pipeline calls the transformer twice per step (cond then uncond, or as ``order`` says) when the keyword
-    ``scale`` (default ``default``) is > 1 and, if ``needs`` is not empty, one of the keywords in ``needs`` is
-    given."""
+    ``scale`` (default: the pipeline's own default for it, else ``default``) is > 1 and, if ``needs`` is not empty,
+    one of the keywords in ``needs`` is given; only for the pipeline classes in ``pipelines`` (empty: all), and not
+    when the pipeline's config flag ``unless`` is set (FLUX.2-klein's ``is_distilled``)."""
 
     scale: str
     default: float
     needs: tuple
     order: tuple = ("cond", "uncond")
+    pipelines: tuple = ()
+    unless: str | None = None
 
-    def active(self, kwargs: dict) -> bool:
-        """Whether a pipeline call with these keyword arguments makes one transformer call per branch."""
-        scale = kwargs.get(self.scale, self.default)
+    def active(self, kwargs: dict, pipeline=None) -> bool:
+        """Whether a call of ``pipeline`` with these keyword arguments makes one transformer call per branch."""
+        import inspect
+
+        if pipeline is not None:
+            if self.pipelines and type(pipeline).__name__ not in self.pipelines:
+                return False
+            if self.unless and getattr(pipeline, "config", {}).get(self.unless):
+                return False
+        default = self.default
+        if pipeline is not None:
+            p = inspect.signature(pipeline.__call__).parameters.get(self.scale)
+            default = default if p is None or p.default is inspect.Parameter.empty else p.default
+        scale = kwargs.get(self.scale, default)
         return scale is not None and scale > 1 and (not self.needs or any(kwargs.get(k) is not None
                                                                             for k in self.needs))
 
@@ -70,10 +84,10 @@ class Arch:
     text_extra: str | None = None
     source: str = ""  # filled in by the registry: the file that declares this arch
 
-    def calls_per_step(self, kwargs: dict) -> int:
-        """Transformer calls per denoising step of a pipeline call with these keyword arguments: 2 where the
+    def calls_per_step(self, kwargs: dict, pipeline=None) -> int:
+        """Transformer calls per denoising step of a call of ``pipeline`` with these keyword arguments: 2 where the
         pipeline runs classifier-free guidance as separate cond and uncond calls, else 1."""
-        return 2 if self.sequential_cfg is not None and self.sequential_cfg.active(kwargs) else 1
+        return 2 if self.sequential_cfg is not None and self.sequential_cfg.active(kwargs, pipeline) else 1
 
 
 def mmdit_double(path: str = "transformer_blocks", mlp: tuple = ("ff", "ff_context"), **kw) -> Family:

@@ -160,8 +160,9 @@ def disrupt(lens, *, prompts, seeds=(0, 1), names: str = "*.*.img.resid_post", k
     channels_n = lens.shape(chosen[0])[1]
     if not 1 <= k < channels_n // 2:
         raise RecipeError(f"k={k} out of range 1..{channels_n // 2 - 1} for {channels_n} channels")
-    if steps is not None and not all(0 <= s < num_inference_steps for s in steps):
-        raise OutOfRangeError(f"steps {list(steps)} out of range 0..{num_inference_steps - 1}")
+    ran = lens.steps_of(num_inference_steps, **pipeline_kwargs)
+    if steps is not None and not all(0 <= s < ran for s in steps):
+        raise OutOfRangeError(f"steps {list(steps)} out of range 0..{ran - 1}")
     call_prompts = _samples.call_prompts(all_prompts, pipeline_kwargs)  # embeddings: one row per sample
     judge = resolve_scorer(scorer, lens.spec)
     if explicit(scorer) and (not implements(judge, "score") or pipeline_kwargs.get("output_type") == "latent"):

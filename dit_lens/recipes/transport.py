@@ -109,7 +109,7 @@ def _toward(outs: np.ndarray, source: np.ndarray, target: np.ndarray) -> dict:
 
 
 def _check(lens, pairs, alphas, steps, num_inference_steps, k, width, pooled_alpha, channel_set, spatial,
-           source_store, source_images) -> None:
+           source_store, source_images, pipeline) -> None:
     if not pairs or any(len(p) != 2 for p in pairs):
         raise RecipeError("pairs must be a non-empty list of (source_prompt, target_prompt)")
     if channel_set not in ("massive", "random", "low"):
@@ -119,8 +119,9 @@ def _check(lens, pairs, alphas, steps, num_inference_steps, k, width, pooled_alp
     bad = [a for a in alphas if not 0.0 <= float(a) <= 1.0]
     if bad:
         raise RecipeError(f"alphas {bad} outside [0, 1]")
-    if steps is not None and not all(0 <= s < num_inference_steps for s in steps):
-        raise OutOfRangeError(f"steps {list(steps)} out of range 0..{num_inference_steps - 1}")
+    ran = lens.steps_of(num_inference_steps, **(pipeline or {}))
+    if steps is not None and not all(0 <= s < ran for s in steps):
+        raise OutOfRangeError(f"steps {list(steps)} out of range 0..{ran - 1}")
     if not (0 if pooled_alpha else 1) <= k <= width:
         raise RecipeError(f"k={k} outside {0 if pooled_alpha else 1}..{width} (the channels of the chosen names)")
     if not 0.0 <= float(pooled_alpha) <= 1.0:
@@ -160,7 +161,7 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
     chosen = lens.names(names)
     width = lens.shape(chosen[0])[1]
     _check(lens, pairs, alphas, steps, num_inference_steps, k, width, pooled_alpha, channel_set, spatial,
-           source_store, source_images)
+           source_store, source_images, kw)
     massive_k = detection.k if detection is not None else 4  # the massive set a detection run here would find
     if channel_set == "random" and k > width - massive_k:
         raise RecipeError(f"channel_set='random' draws k channels outside the {massive_k} massive ones: "
@@ -201,7 +202,7 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
     pick = {"massive": lambda n: det.ranked(n)[:k], "low": lambda n: det.low(n, k),
             "random": lambda n: det.random(n, k, rng)}[channel_set]
     channels = {n: pick(n) for n in chosen} if k else {}
-    keep = list(range(num_inference_steps)) if steps is None else list(steps)
+    keep = list(range(lens.steps_of(num_inference_steps, **kw))) if steps is None else list(steps)
     pooled: dict = {}
     if latents is not None:  # image-conditioned: each pair's source is an image, prompts are its captions
         src_values = image_source(lens, latents, target_prompts, all_seeds, chosen, num_inference_steps, **kw)
