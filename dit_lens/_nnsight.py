@@ -1,12 +1,17 @@
-"""The one place dit-lens touches nnsight internals: wrapping an in-memory diffusers pipeline.
+"""The one place dit-lens touches nnsight internals.
 
-nnsight 0.8's ``DiffusionModel`` treats its first argument as a hub id or folder; an in-memory pipeline goes in
-through its ``_PipelineModule`` view, a private class.
+    wrap_pipeline(pipeline)   nnsight 0.8's ``DiffusionModel`` treats its first argument as a hub id or folder; an
+                              in-memory pipeline goes in through its ``_PipelineModule`` view, a private class
+    load(path_or_id, ...)     a DiffusionModel loaded (and dispatched) by nnsight
+    reinstrument(model)       put nnsight's forward back on modules whose forward another library replaced since
+                              nnsight wrapped them: diffusers' model CPU offload removes and re-adds accelerate's
+                              hooks after every pipeline call, and nnsight 0.8.1 then sees none of that module's calls
+                              (an OutOfOrderError); returns how many were put back
 """
 
 from __future__ import annotations
 
-__all__ = ["wrap_pipeline", "load"]
+__all__ = ["wrap_pipeline", "load", "reinstrument"]
 
 
 def wrap_pipeline(pipeline):
@@ -22,3 +27,15 @@ def load(path_or_id: str, **kwargs):
 
     model = DiffusionModel(path_or_id, dispatch=True, **kwargs)
     return model
+
+
+def reinstrument(model) -> int:
+    from nnsight.intervention import source
+
+    count = 0
+    for module in model._module.modules():
+        state = module.__dict__.get(source.STATE)
+        if state is not None and not isinstance(module.__dict__.get("forward"), source.Controller):
+            module.__dict__["forward"] = source.Controller(module, state)
+            count += 1
+    return count

@@ -1,8 +1,8 @@
 """Lens: a diffusers DiT pipeline under nnsight, addressed by canonical names.
 
-    Lens(model, device=None)     wrap a pipeline object, a save_pretrained folder, a hub id, or a registered model
-                                 spec ("tiny"; see dit_lens.models), moved to ``device`` first; validates every block
-                                 against its adapter with a one-step dry run
+    Lens(model, device=None, torch_dtype=None)   wrap a pipeline object, a save_pretrained folder, a hub id, or a
+                                 registered model spec ("tiny"; see dit_lens.models), cast and moved first; validates
+                                 every block against its adapter with a one-step dry run
       .names(pattern=None)       canonical names in execution (depth) order; globs expand
       .shape(name)               (tokens, channels) of a name in the dry run
       .depth(name)               its block's position in execution order across families
@@ -22,13 +22,14 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
-from . import _nnsight, models
+from . import _loading, _nnsight, models
 from ._run import Run
 from ._validate import probe, text_extra
 from .archs import arch_for
@@ -93,7 +94,7 @@ def _check_device(device) -> None:
 
 
 class Lens:
-    def __init__(self, model="tiny", *, example: dict | None = None, device=None, **load_kwargs):
+    def __init__(self, model="tiny", *, example: dict | None = None, device=None, torch_dtype=None, **load_kwargs):
         if device is not None:
             _check_device(device)  # before any loading
         self.spec = None
@@ -101,10 +102,16 @@ class Lens:
             self.spec = models.get(model)
             self.model = _nnsight.wrap_pipeline(self.spec.build(**load_kwargs))
         elif isinstance(model, str):
-            self.model = _nnsight.load(model, **load_kwargs)
+            self.model = _nnsight.load(model, **load_kwargs, **({} if torch_dtype is None else
+                                                                 {"torch_dtype": torch_dtype}))
         else:
+            if load_kwargs:
+                raise ArgumentError(f"loading arguments {sorted(load_kwargs)} apply when dit-lens loads a pipeline "
+                                    f"(a folder, a hub id or a model spec); a pipeline object is used as it is")
             self.model = _nnsight.wrap_pipeline(model)
         self.pipeline = self.model.pipeline
+        if not (isinstance(model, str) and model not in models.names()):
+            _loading.apply_dtype(self.pipeline, torch_dtype)  # from_pretrained took it when loading
         self.spec = self.spec or models.for_pipeline(self.pipeline)
         if example is None and self.spec is not None:
             example = self.spec.example
@@ -117,6 +124,7 @@ class Lens:
         for component in self.pipeline.components.values():
             if isinstance(component, torch.nn.Module):
                 component.eval()  # components built from a config start in train mode (dropout)
+        _loading.check_loadable(self.pipeline)
         self.arch = arch_for(transformer)
         self.example = dict(example) if example is not None else self._default_example()
         try:
@@ -211,6 +219,19 @@ class Lens:
         rule): 2 where the pipeline runs CFG as separate cond and uncond calls, else 1."""
         return self.arch.calls_per_step(kwargs, self.pipeline)
 
+    def _prepare(self, remote) -> None:
+        """Before a run: the pipeline is still traceable, nnsight sees every module (offload hooks re-added since the
+        last run are re-instrumented), and blocks with other forward hooks are named."""
+        if remote:
+            return
+        _loading.check_loadable(self.pipeline, warn=False)
+        _nnsight.reinstrument(self.model)
+        hooked = _loading.foreign_hooks(self.pipeline.transformer, [b.path for b in self._probe.blocks])
+        if hooked:
+            warnings.warn(f"blocks {hooked[:4]} have torch forward hooks: dit-lens reads (and edits) a block's output "
+                          f"as its forward returns it, before those hooks run, so a hook that changes the output "
+                          f"makes the next block's input differ from what dit-lens reads", RuntimeWarning, stacklevel=3)
+
     def _make_run(self, tracer, prompt, num_inference_steps, kwargs) -> Run:
         cfg = self.arch.sequential_cfg
         return Run(tracer, self.model, self._table, images=_count_images(prompt, kwargs),
@@ -238,6 +259,7 @@ class Lens:
                 images = lens.model.output.save()
         """
         n = self.check_steps(num_inference_steps)
+        self._prepare(remote)
         tracer = self.model.trace(*_prompt_args(prompt), num_inference_steps=n, seed=seed, remote=remote,
                                   **kwargs)
         tracer.dit = self._make_run(tracer, prompt, n, kwargs)
@@ -309,6 +331,7 @@ class Lens:
         expected = self.steps_of(n, **kwargs)
         plan = self._plan(list(edits), cache, cache_steps, expected, kwargs)
         steps_kept = None if cache_steps is None else set(int(s) for s in cache_steps)
+        self._prepare(remote)
         model = self.model
         output = None  # stays None if the pipeline made fewer transformer calls than expected
         with _counted(self.pipeline.transformer, not remote) as calls, \
