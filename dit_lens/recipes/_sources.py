@@ -42,7 +42,8 @@ def live_source(generate, names, keep, with_pooled: bool):
 def image_source(lens, latents, prompts, seeds, names, num_inference_steps: int, **kwargs) -> dict:
     """Activations of source images, run under ``prompts`` (or the ``prompt_embeds`` in ``kwargs``): at every step
     the transformer's image input is replaced by the image noised to that step's sigma with the flow-matching forward
-    process, x_s = (1 - s) x0 + s eps, and the named activations are read. ``latents`` is (x0, eps) from the model spec's ``image_latents``."""
+    process, x_s = (1 - s) x0 + s eps, and the named activations are read. ``latents`` is (x0, eps) from the model
+    spec's ``image_latents``."""
     from .. import _samples
 
     x0, eps = latents
