@@ -107,6 +107,10 @@ ROWS = {
         _text(b, 32, pooled=32), **LATENT, guidance_scale=1.0, true_cfg_scale=3.0,
         negative_prompt_embeds=_embeds(b, 6, 32, seed=5), negative_pooled_prompt_embeds=_pooled(b, 32, seed=6)),
         "FluxPipeline", "FluxTransformer2DModel", _FLUX),
+    # a tiny VAE: images out (uint8 after the recipes' conversion), for image metrics and image scorers
+    "flux_images": Row(frozenset({"double", "single"}), lambda b: dict(
+        _text(b, 32, pooled=32), height=32, width=32, output_type="np", guidance_scale=1.0),
+        "FluxPipeline", "FluxTransformer2DModel", _FLUX, parts=dict(vae=("AutoencoderKL", _VAE))),
     # img2img: strength 0.5 runs the last half of the schedule (2 of 3 steps), images out
     "flux_img2img": Row(frozenset({"double", "single"}), lambda b: dict(
         _text(b, 32, pooled=32), image=torch.rand(b, 3, 32, 32, generator=torch.Generator().manual_seed(7)),

@@ -10,7 +10,8 @@
       .masks(images)            (n, H, W) bool subject masks of the images
     implements(scorer, method)  whether a scorer (or None) implements one of those methods
     resolve_scorer(scorer, spec)    a recipe's ``scorer=`` argument -> a Scorer or None (None: the model spec's
-                                    default; "none" / False: no scorer)
+                                    default; "none" / False: no scorer; "clip:<hub id or folder>": a CLIPScorer)
+    CLIPScorer(model)           CLIP score (scoring/clip.py): image-prompt similarity by a transformers CLIPModel
     pool_masks(masks, grid)     (n, H, W) masks at image resolution -> (n, rows, cols) on the token grid (majority)
     load_masks(masks, n, grid)  a recipe's ``masks=`` argument (image files, or an array at image or grid
                                 resolution) -> (n, rows, cols) bools
@@ -24,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ArgumentError, RecipeError
+from ..errors import ArgumentError, RecipeError
 
-__all__ = ["Scorer", "implements", "resolve_scorer", "pool_masks", "load_masks"]
+__all__ = ["Scorer", "implements", "resolve_scorer", "pool_masks", "load_masks", "CLIPScorer"]
 
 
 class Scorer:
@@ -66,8 +67,12 @@ def resolve_scorer(scorer, spec) -> Scorer | None:
         return None
     if isinstance(scorer, Scorer):
         return scorer
-    raise ArgumentError(f"scorer={scorer!r}: give a dit_lens.scoring.Scorer, None / 'default' (the model's own) or "
-                        f"'none'")
+    if isinstance(scorer, str) and scorer.startswith("clip:"):
+        from .clip import CLIPScorer
+
+        return CLIPScorer(scorer.removeprefix("clip:"))
+    raise ArgumentError(f"scorer={scorer!r}: give a dit_lens.scoring.Scorer, None / 'default' (the model's own), "
+                        f"'clip:<hub id or folder>' or 'none'")
 
 
 def pool_masks(masks: np.ndarray, grid) -> np.ndarray:
@@ -101,3 +106,11 @@ def load_masks(masks, n: int, grid) -> np.ndarray:
                           f"on the token grid {(n, *grid)} or at image resolution")
     masks = masks.astype(bool)
     return masks if masks.shape[1:] == tuple(grid) else pool_masks(masks, grid)
+
+
+def __getattr__(name):
+    if name == "CLIPScorer":  # imports transformers' CLIP on first use
+        from .clip import CLIPScorer
+
+        return CLIPScorer
+    raise AttributeError(f"module 'dit_lens.scoring' has no attribute {name!r}")
