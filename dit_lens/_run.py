@@ -38,8 +38,8 @@ def argument(args, kwargs, spec):
 
 
 def _splice(h, rows: slice, new):
-    """``h`` with its ``rows`` replaced by ``new``: a new tensor, never an in-place edit (in-place edits are dropped
-    under nnsight's multi-invoke batching)."""
+    """``h`` with its ``rows`` (a slice with an explicit start and stop, or ``slice(None)``) replaced by ``new``: a
+    new tensor, never an in-place edit (in-place edits are dropped under nnsight's multi-invoke batching)."""
     import torch
 
     if rows == slice(None):

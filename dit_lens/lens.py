@@ -16,6 +16,8 @@
       .generate(prompt, num_inference_steps=, edits=, cache=, ...) -> Generation   edit and/or record in one run
       .run_with_cache(prompt, names, steps=, ...) -> (images, Cache)              TransformerLens-style
       .trace(prompt, num_inference_steps=, ...)  an nnsight tracer for your own code; ``tracer.dit`` is a Run
+      .hooks(edits=, cache=, cfg=, ...)  the same edits and reads by plain torch hooks, around a loop you run
+                                 yourself: ``Lens(transformer, example=...)`` wraps a bare transformer this way
     Generation                   images, cache (a dit_lens.cache.Cache), timesteps, edits of one run
 """
 
@@ -29,7 +31,7 @@ from typing import Sequence
 
 import torch
 
-from . import _loading, _nnsight, models
+from . import _hooks, _loading, _nnsight, models
 from ._run import Run
 from ._validate import probe, text_extra
 from .archs import arch_for
@@ -94,11 +96,21 @@ def _check_device(device) -> None:
 
 
 class Lens:
-    def __init__(self, model="tiny", *, example: dict | None = None, device=None, torch_dtype=None, **load_kwargs):
+    def __init__(self, model="tiny", *, example: dict | None = None, device=None, torch_dtype=None, cfg=None,
+                 **load_kwargs):
         if device is not None:
             _check_device(device)  # before any loading
-        self.spec = None
-        if isinstance(model, str) and model in models.names():
+        self.spec, self.cfg = None, None
+        if isinstance(model, torch.nn.Module):  # a bare transformer, run by the user's own loop
+            if example is None:
+                raise ArgumentError("a bare transformer needs example=dict(...): the keyword arguments of one forward "
+                                    "call, for the load check")
+            if cfg not in _hooks.CFG_STYLES:
+                raise ArgumentError(f"cfg={cfg!r}: how your loop runs classifier-free guidance, one of "
+                                    f"{_hooks.CFG_STYLES}")
+            self.model, self.cfg = None, cfg
+            self.pipeline = _hooks.BareTransformer(model)
+        elif isinstance(model, str) and model in models.names():
             self.spec = models.get(model)
             self.model = _nnsight.wrap_pipeline(self.spec.build(**load_kwargs))
         elif isinstance(model, str):
@@ -109,7 +121,8 @@ class Lens:
                 raise ArgumentError(f"loading arguments {sorted(load_kwargs)} apply when dit-lens loads a pipeline "
                                     f"(a folder, a hub id or a model spec); a pipeline object is used as it is")
             self.model = _nnsight.wrap_pipeline(model)
-        self.pipeline = self.model.pipeline
+        if self.model is not None:
+            self.pipeline = self.model.pipeline
         if not (isinstance(model, str) and model not in models.names()):
             _loading.apply_dtype(self.pipeline, torch_dtype)  # from_pretrained took it when loading
         self.spec = self.spec or models.for_pipeline(self.pipeline)
@@ -222,6 +235,9 @@ class Lens:
     def _prepare(self, remote) -> None:
         """Before a run: the pipeline is still traceable, nnsight sees every module (offload hooks re-added since the
         last run are re-instrumented), and blocks with other forward hooks are named."""
+        if self.model is None:
+            raise ArgumentError("this lens wraps a bare transformer, which your own loop runs: use "
+                                "`with lens.hooks(...):` around the loop (generate and trace run a pipeline)")
         if remote:
             return
         _loading.check_loadable(self.pipeline, warn=False)
@@ -314,7 +330,7 @@ class Lens:
                             f"the {b} calls" if len(branches) == 2 else "")
                 per_name.setdefault(name, []).append(e)
         keep = set(self.names(cache)) if cache else set()
-        if cache_steps is not None:
+        if cache_steps is not None and n is not None:
             bad = [s for s in cache_steps if not 0 <= s < n]
             if bad:
                 raise OutOfRangeError(f"cache_steps {bad} out of range: the run has steps 0..{n - 1}")
@@ -386,6 +402,27 @@ class Lens:
             seen = f"; the pipeline called the transformer {calls['n']} times" if calls.get("n") is not None else ""
             raise RunError(f"{type(self.pipeline).__name__} did not call the transformer once per step (or once per "
                            f"CFG branch) as {self.arch.source} expects: saw timesteps {stamps}{seen}")
+
+    def hooks(self, *, edits: Sequence[Edit] = (), cache=None, cache_steps: Sequence[int] | None = None,
+              cache_cfg: str | None = None, cfg=None, watch=(), on_call=None) -> _hooks.HookRun:
+        """Edits and reads by plain torch hooks while the block is open, for a loop you run yourself (a bare
+        transformer, or a pipeline you call): each transformer call is one step (``cfg="sequential"``: a cond and an
+        uncond call per step; ``"batch"``: rows [uncond; cond]; default the lens's ``cfg``). Names and indices are
+        checked here, steps when the block closes; ``.cache`` and ``.timesteps`` are filled as the loop runs::
+
+            with lens.hooks(cache="single.*.img.resid_post", edits=[zero("double.1.img.resid_post")]) as run:
+                for t in timesteps:
+                    v = transformer(hidden_states=x, timestep=t, ...)[0]
+                    ...
+            run.cache["single.3.img.resid_post", 10]
+        """
+        cfg = self.cfg if cfg is None else cfg
+        keep = set(self.names(cache)) if cache else set()
+        hooked = sorted(keep | set(self.names(list(watch))) if watch else keep)
+        plan = self._plan(list(edits), hooked or None, None, None, {})
+        plan = [(name, name_edits, name in keep) for name, name_edits, _ in plan]
+        return _hooks.HookRun(self, plan, cfg=cfg, steps_kept=None if cache_steps is None else set(cache_steps),
+                              cache_cfg=cache_cfg, watch=self.names(list(watch)) if watch else (), on_call=on_call)
 
     def run_with_cache(self, prompt=None, names="*", *, num_inference_steps=None, steps=None, cfg=None, **kwargs):
         """Generate and return ``(images, Cache)`` of ``names`` (globs) at ``steps`` (default all) and CFG branch

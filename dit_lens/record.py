@@ -157,19 +157,24 @@ def _layout(lens, prompts, seeds, names, n_steps, step_index, cfg, stats_only, i
 def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", num_inference_steps=None,
            steps=None, cfg: str = "cond", stats_only: bool = False, img_tokens=None, batch_size: int = 4,
            samples=None, resume: bool = False, takeover: bool = False, storage_options: dict | None = None,
-           queue_size: int = 16, progress: bool = True, **pipeline_kwargs) -> str:
+           queue_size: int = 16, progress: bool = True, loop=None, **pipeline_kwargs) -> str:
     """Record ``names`` at ``steps`` (default all) of branch ``cfg`` for every (prompt, seed) into ``url``.
 
     An embeddings-driven pipeline (``prompt_embeds=``, ``pooled_prompt_embeds=``, ...) takes one row per sample
     (prompts x seeds, in that order; ``prompts`` then only label the samples): each batch gets its rows.
     ``samples`` restricts the work to those sample indices (``samples=[]`` only writes the template);
     ``resume=True`` opens the existing store and records those of its samples that are not complete (also how
-    several writers share one store); ``takeover=True`` overrides claims left by a writer that died."""
+    several writers share one store); ``takeover=True`` overrides claims left by a writer that died.
+    A lens over a bare transformer records through your sampling ``loop(prompts, generators, num_inference_steps,
+    **pipeline_kwargs) -> images or None`` (each transformer call one step, as the lens's ``cfg`` says)."""
     from tqdm.auto import tqdm
 
     from .store import StoreWriter
 
     n_steps = lens.check_steps(num_inference_steps)
+    if (lens.model is None) != (loop is not None):
+        raise ArgumentError("a lens over a bare transformer records through your sampling loop: pass loop=fn(prompts, "
+                            "generators, num_inference_steps, **kwargs); a pipeline's lens runs the pipeline itself")
     ran = lens.steps_of(n_steps, **pipeline_kwargs)  # img2img strength or custom sigmas run fewer or other steps
     names = lens.names(names)
     step_index = list(range(ran)) if steps is None else sorted({int(s) for s in steps})
@@ -199,7 +204,7 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
         for i in range(0, len(wanted), batch_size):
             batch = wanted[i:i + batch_size]
             _record_batch(lens, thread, layout, batch, (n_steps, ran), set(step_index), cfg, stats_only,
-                          img_tokens, pipeline_kwargs, bar)
+                          img_tokens, pipeline_kwargs, bar, loop)
         thread.put(_STOP)
         thread.join()
         if thread.error is not None:
@@ -216,9 +221,11 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
     return url
 
 
-def _record_batch(lens, thread, layout, batch, steps, keep_steps, cfg, stats_only, img_tokens, kwargs, bar):
-    """One batch through the trace; ``steps`` is (num_inference_steps, the steps the run makes). A run that made
-    other steps than expected raises before its flags are written."""
+def _record_batch(lens, thread, layout, batch, steps, keep_steps, cfg, stats_only, img_tokens, kwargs, bar,
+                  loop=None):
+    """One batch through the trace (or, for a bare transformer, through hooks around ``loop``); ``steps`` is
+    (num_inference_steps, the steps the run makes). A run that made other steps than expected raises before its
+    flags are written."""
     import torch
 
     from ._stats import StepReducer
@@ -233,33 +240,43 @@ def _record_batch(lens, thread, layout, batch, steps, keep_steps, cfg, stats_onl
         kwargs = _batch_embeds(kwargs, batch, len(layout.prompts))
         prompts = None
     n_steps, ran = steps
-    with lens.trace(prompts, num_inference_steps=n_steps, generator=gens, **kwargs) as tracer:
-        run = tracer.dit
-        seen = list().save()
-        for step in run.steps():
-            if step.branch not in ("batch", cfg):
-                continue  # sequential CFG: the other branch's call
-            if step.index in keep_steps:
-                for name in names:
-                    h = run.read(name, cfg)
-                    if tok_index is not None and ".img." in name:
-                        h = h[:, tok_index.to(h.device)]
-                    # reduced where h lives: only per-channel numbers cross from a device to the host
-                    reducer.add(name, h)
-                    if not stats_only:
-                        value = h.detach().to("cpu", copy=True)
-                        value = value.view(torch.int16).numpy().view(np.uint16) \
-                            if value.dtype == torch.bfloat16 else value.numpy()
-                        thread.put(("data", batch, step.index, name, value))
-                thread.put(("commit", batch, step.index, reducer.finish(step.timestep)))
-            bar.update(len(batch))
-            seen.append((step.index, float(step.timestep.flatten()[0])))
-        out = lens.model.output.save()
+
+    def take(run, step, seen) -> None:  # one transformer call: its recorded values go to the writer
+        if step.branch not in ("batch", cfg):
+            return  # sequential CFG: the other branch's call
+        if step.index in keep_steps:
+            for name in names:
+                h = run.read(name, cfg)
+                if tok_index is not None and ".img." in name:
+                    h = h[:, tok_index.to(h.device)]
+                # reduced where h lives: only per-channel numbers cross from a device to the host
+                reducer.add(name, h)
+                if not stats_only:
+                    value = h.detach().to("cpu", copy=True)
+                    value = value.view(torch.int16).numpy().view(np.uint16) \
+                        if value.dtype == torch.bfloat16 else value.numpy()
+                    thread.put(("data", batch, step.index, name, value))
+            thread.put(("commit", batch, step.index, reducer.finish(step.timestep)))
+        bar.update(len(batch))
+        seen.append((step.index, float(step.timestep.flatten()[0])))
+
+    if lens.model is None:  # a bare transformer: hooks around the user's loop
+        seen = []
+        with lens.hooks(watch=names, on_call=lambda run: take(run, run.step, seen)):
+            out_images = loop(prompts, gens, num_inference_steps=n_steps, **kwargs)
+    else:
+        with lens.trace(prompts, num_inference_steps=n_steps, generator=gens, **kwargs) as tracer:
+            run = tracer.dit
+            seen = list().save()
+            for step in run.steps():
+                take(run, step, seen)
+            out = lens.model.output.save()
+        out_images = out.images
     if len({s for s, _ in seen}) != ran:
         raise RunError(f"{type(lens.pipeline).__name__} ran {len({s for s, _ in seen})} steps, {ran} expected from "
                        f"num_inference_steps={n_steps} and the call's strength / sigmas / timesteps: no sample of "
                        f"batch {batch} is flagged complete")
-    images = uint8_images(out.images)
+    images = None if out_images is None else uint8_images(out_images)
     if images is not None:  # before the flags: a sample flagged complete has its image
         thread.put(("image", batch, images))
     thread.put(("flush", batch))

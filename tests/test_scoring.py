@@ -51,7 +51,8 @@ def test_clip_score_is_the_clamped_cosine_of_clips_embeddings(clip_folder):
     batch = processor(text=prompts, images=list(images), return_tensors="pt", padding=True)
     with torch.no_grad():
         img = model.get_image_features(pixel_values=batch["pixel_values"]).pooler_output
-        txt = model.get_text_features(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).pooler_output
+        txt = model.get_text_features(input_ids=batch["input_ids"],
+                                      attention_mask=batch["attention_mask"]).pooler_output
     cos = torch.nn.functional.cosine_similarity(img, txt).numpy()
     assert (cos > 0).any() and (cos < 0).any()
     np.testing.assert_allclose(scorer.similarity(images, prompts), 100 * np.maximum(cos, 0), rtol=1e-5, atol=1e-4)
