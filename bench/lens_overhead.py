@@ -5,9 +5,11 @@ For each model it times, interleaved over repeats (median of each):
   hooks    the same call with plain torch forward hooks copying every block's image stream to CPU at every step
   lens     Lens.generate caching the same names (every *.*.img.resid_post, every step)
   lens0    Lens.generate with nothing to read or edit (the wrapping cost alone)
-and prints lens/plain, lens/hooks and lens0/plain.
+and prints lens/plain, lens/hooks and lens0/plain. The random Flux runs in each of ``--modes``: float32, bfloat16
+(weights and embeddings), and offload (diffusers' model CPU offload, whose accelerate hooks the lens re-instruments
+before every run; on a CPU-only machine it moves nothing, so it times the hooks' cost alone).
 
-    python bench/lens_overhead.py [--repeats 5] [--steps 10]
+    python bench/lens_overhead.py [--repeats 5] [--steps 10] [--modes float32,bfloat16,offload]
 """
 
 from __future__ import annotations
@@ -85,10 +87,20 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--modes", default="float32,bfloat16,offload")
     a = p.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     bench("embedded tiny model (Flux, 2+4 blocks, 256 img tokens, CFG batch)", *tiny(), a.steps, a.repeats)
-    bench("random Flux (4+8 blocks, width 384, 256 img tokens)", *medium_flux(), a.steps, a.repeats)
+    for mode in a.modes.split(","):
+        pipe, kw = medium_flux()
+        if mode == "bfloat16":
+            pipe.to(torch.bfloat16)
+            kw = {k: v.to(torch.bfloat16) if torch.is_tensor(v) else v for k, v in kw.items()}
+        elif mode == "offload":
+            pipe.enable_model_cpu_offload(device="cpu" if not torch.cuda.is_available() else "cuda")
+        elif mode != "float32":
+            raise SystemExit(f"unknown mode {mode!r}")
+        bench(f"random Flux (4+8 blocks, width 384, 256 img tokens), {mode}", pipe, kw, a.steps, a.repeats)
 
 
 if __name__ == "__main__":
