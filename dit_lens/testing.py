@@ -2,6 +2,7 @@
 
     ROWS                 contract rows: id -> Row (a pipeline class, a tiny transformer config and the call that
                          drives it), at least one per supported architecture
+    IMAGE_ROWS           image-conditioned pipelines (img2img, inpainting, editing) of Flux, SD3, Qwen-Image, FLUX.2
     Row.build(batch=2)   -> (pipeline, kwargs): the pipeline has its transformer and scheduler only; ``kwargs``
                          drive it with precomputed text embeddings and ``output_type="latent"`` (the embedded
                          model's row: prompts and images), so a denoising loop runs in milliseconds
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Row", "ROWS", "lens", "medium_flux", "flux_dev"]
+__all__ = ["Row", "ROWS", "IMAGE_ROWS", "lens", "medium_flux", "flux_dev"]
 
 
 def _embeds(b, t, d, seed=0):
@@ -171,12 +172,57 @@ ROWS = {
 }
 
 
+def _image(b: int, side: int = 32) -> torch.Tensor:
+    return torch.rand(b, 3, side, side, generator=torch.Generator().manual_seed(7))
+
+
+def _pil(side: int = 64):
+    from PIL import Image
+
+    return Image.fromarray((torch.rand(side, side, 3, generator=torch.Generator().manual_seed(3)).numpy() * 255)
+                           .astype("uint8"))
+
+
+_SD3 = dict(sample_size=32, patch_size=1, in_channels=4, num_layers=2, attention_head_dim=8, num_attention_heads=4,
+            caption_projection_dim=32, joint_attention_dim=32, pooled_projection_dim=64, out_channels=4)
+_QWEN = dict(patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=3,
+             joint_attention_dim=16, guidance_embeds=False, axes_dims_rope=(8, 4, 4))
+
+# image-conditioned pipelines (img2img, inpainting, editing): their runs are shorter than num_inference_steps
+# (strength) or carry the reference image's tokens in the image stream (Kontext, FLUX.2 editing)
+IMAGE_ROWS = {
+    "flux_inpaint": Row(frozenset({"double", "single"}), lambda b: dict(
+        _text(b, 32, pooled=32), image=_image(b), mask_image=torch.ones(b, 1, 32, 32), strength=0.6, height=32,
+        width=32, output_type="np", guidance_scale=1.0),
+        "FluxInpaintPipeline", "FluxTransformer2DModel", _FLUX, parts=dict(vae=("AutoencoderKL", _VAE))),
+    "flux_kontext": Row(frozenset({"double", "single"}), lambda b: dict(
+        _text(b, 32, pooled=32), image=_image(b), height=32, width=32, max_area=32 * 32, _auto_resize=False,
+        output_type="np", guidance_scale=1.0),
+        "FluxKontextPipeline", "FluxTransformer2DModel", _FLUX, parts=dict(vae=("AutoencoderKL", _VAE))),
+    "sd3_img2img": Row(frozenset({"double"}), lambda b: dict(
+        _text(b, 32, pooled=64, negative=True), image=_image(b), strength=0.5, guidance_scale=5.0, output_type="np"),
+        "StableDiffusion3Img2ImgPipeline", "SD3Transformer2DModel", _SD3,
+        parts=dict(vae=("AutoencoderKL", dict(_VAE, latent_channels=4)))),
+    "qwen_img2img": Row(frozenset({"double"}), lambda b: dict(
+        _text(b, 16, negative=True, mask=torch.long, mask_key="prompt_embeds_mask"), image=_image(b), strength=0.5,
+        true_cfg_scale=4.0, height=32, width=32, output_type="latent"),
+        "QwenImageImg2ImgPipeline", "QwenImageTransformer2DModel", _QWEN,
+        parts=dict(vae=("AutoencoderKLQwenImage", dict(base_dim=24, z_dim=4, dim_mult=[1, 2, 4], num_res_blocks=1,
+                                                       temperal_downsample=[False, True], latents_mean=[0.0] * 4,
+                                                       latents_std=[1.0] * 4)))),
+    "flux2_klein_edit": Row(frozenset({"double", "single"}), lambda b: dict(
+        _text(b, 16, negative=True), image=_pil(), height=64, width=64, output_type="latent"),
+        "Flux2KleinPipeline", "Flux2Transformer2DModel", dict(_FLUX2, guidance_embeds=False),
+        parts=dict(vae=("AutoencoderKLFlux2", _VAE_FLUX2))),
+}
+
+
 def lens(row: str, batch: int = 2):
     """The row's pipeline under a Lens, validated with a one-step call of the row's own arguments; and those
     arguments."""
     from .lens import Lens
 
-    pipe, kw = ROWS[row].build(batch)
+    pipe, kw = (ROWS[row] if row in ROWS else IMAGE_ROWS[row]).build(batch)
     return Lens(pipe, example=dict(kw, num_inference_steps=1)), kw
 
 

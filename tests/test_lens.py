@@ -301,3 +301,37 @@ def test_image_token_indices_follow_the_calls_resolution(flux_lens):
     assert torch.all(g.cache["double.0.img.resid_post", 0][:, 40, 1] == 0)
     with pytest.raises(IndexError, match="tokens index 40 out of range"):
         lens.generate(num_inference_steps=2, seed=0, edits=[zero("double.0.img.resid_post", tokens=[40])], **kw)
+
+
+@pytest.mark.parametrize("key", ["flux_inpaint", "flux_kontext", "sd3_img2img", "qwen_img2img", "flux2_klein_edit"])
+def test_image_conditioned_pipelines_read_and_edit_by_the_steps_they_run(key):
+    """img2img, inpainting and editing pipelines of Flux, SD3, Qwen-Image and FLUX.2: the steps are the ones the
+    scheduler runs, and an edit at the last one equals a plain torch hook on that step's transformer calls."""
+    from dit_lens.testing import lens as row_lens
+
+    lens, kw = row_lens(key)
+    n, calls = lens.steps_of(4, **kw), lens.calls_per_step(**kw)
+    name = "double.0.img.resid_post"
+    g = lens.generate(num_inference_steps=4, seed=0, cache=name, **kw)
+    assert g.cache.steps == list(range(n)) and len(g.timesteps) == n
+    edited = lens.generate(num_inference_steps=4, seed=0, cache=name, edits=[zero(name, steps=[n - 1], channels=[1])],
+                           **kw)
+    seen = {"calls": 0}
+
+    def hook(m, a, k, out):  # double.0 returns (txt, img): zero channel 1 of the image stream at the last step
+        seen["calls"] += 1
+        if (seen["calls"] - 1) // calls == n - 1:
+            img = out[1].clone()
+            img[:, :, 1] = 0
+            return out[0], img
+    h = lens.pipeline.transformer.transformer_blocks[0].register_forward_hook(hook, with_kwargs=True)
+    try:
+        hooked = lens.pipeline(num_inference_steps=4, generator=[torch.Generator().manual_seed(i) for i in range(2)],
+                               **kw).images
+    finally:
+        h.remove()
+    assert seen["calls"] == n * calls
+    assert np.array_equal(np.asarray(hooked), np.asarray(edited.images))
+    for b in g.cache.branches:
+        assert torch.equal(edited.cache[name, n - 2, b], g.cache[name, n - 2, b])
+        assert torch.all(edited.cache[name, n - 1, b][:, :, 1] == 0)
