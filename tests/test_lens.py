@@ -246,21 +246,6 @@ def test_img2img_strength_reads_and_edits_by_the_steps_it_runs():
     ours = lens.generate(num_inference_steps=4, seed=0, cache=name, edits=[zero(name, steps=[1], channels=[3])],
                          **kw)
     assert torch.equal(ours.cache[name, 0], base.cache[name, 0]) and torch.all(ours.cache[name, 1][:, :, 3] == 0)
-    calls = {"n": 0}  # the same edit as a plain torch hook on the block's second call
-
-    def hook(m, a, k, out):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            img = out[1].clone()
-            img[:, :, 3] = 0
-            return out[0], img
-    h = lens.pipeline.transformer.single_transformer_blocks[1].register_forward_hook(hook, with_kwargs=True)
-    try:
-        hooked = lens.pipeline(num_inference_steps=4, generator=[torch.Generator().manual_seed(i) for i in range(2)],
-                               **kw).images
-    finally:
-        h.remove()
-    assert np.array_equal(hooked, ours.images)
     with pytest.raises(IndexError, match="steps index 2 out of range"):
         lens.generate(num_inference_steps=4, seed=0, edits=[zero(name, steps=[2])], **kw)
 
@@ -303,7 +288,8 @@ def test_image_token_indices_follow_the_calls_resolution(flux_lens):
         lens.generate(num_inference_steps=2, seed=0, edits=[zero("double.0.img.resid_post", tokens=[40])], **kw)
 
 
-@pytest.mark.parametrize("key", ["flux_inpaint", "flux_kontext", "sd3_img2img", "qwen_img2img", "flux2_klein_edit"])
+@pytest.mark.parametrize("key", ["flux_img2img", "flux_inpaint", "flux_kontext", "sd3_img2img", "qwen_img2img",
+                                 "flux2_klein_edit"])
 def test_image_conditioned_pipelines_read_and_edit_by_the_steps_they_run(key):
     """img2img, inpainting and editing pipelines of Flux, SD3, Qwen-Image and FLUX.2: the steps are the ones the
     scheduler runs, and an edit at the last one equals a plain torch hook on that step's transformer calls."""
