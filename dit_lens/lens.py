@@ -5,6 +5,7 @@
                                  every block against its adapter with a one-step dry run
       .names(pattern=None)       canonical names in execution (depth) order; globs expand
       .shape(name)               (tokens, channels) of a name in the dry run
+      .tokens(name, branch, kwargs)   its tokens in a given call and CFG branch, where known before the run
       .depth(name)               its block's position in execution order across families
       .img_tokens / .txt_tokens  token counts of the dry run's streams
       .config_hash               which model this is (pipeline class + transformer config)
@@ -297,10 +298,12 @@ class Lens:
             raise ArgumentError(f"strength={strength}: expected a value in (0, 1]")
         return n - int(max(n - min(n * float(strength), n), 0))
 
-    def _tokens(self, name: str, branch: str, kwargs: dict) -> int | None:
-        """Tokens of ``name`` in a call with these arguments, on CFG ``branch``, where known before the run: text
-        from the (negative) prompt embeddings, image tokens scaled from the dry run by the call's height x width;
-        None where only the run can tell (then its first call checks)."""
+    def tokens(self, name: str, branch: str = "cond", kwargs: dict | None = None) -> int | None:
+        """Tokens of ``name`` in a pipeline call with arguments ``kwargs``, on CFG ``branch`` ("cond" or
+        "uncond"), where known before the run: text from the (negative) prompt embeddings, image tokens scaled from
+        the dry run by the call's height x width; None where only the run can tell (its first call checks then).
+        ``shape(name)`` is the dry run's."""
+        kwargs = {} if kwargs is None else kwargs
         tokens = self.shape(name)[0]
         if name.split(".")[2] == "txt":
             emb = kwargs.get("prompt_embeds" if branch == "cond" else "negative_prompt_embeds")
@@ -326,7 +329,7 @@ class Lens:
             for name in self.names(e.names):
                 channels = self.shape(name)[1]
                 for b in branches if e.cfg is None else ((e.cfg,) if e.cfg in branches else branches[:1]):
-                    e.check(name, self._tokens(name, b, kwargs), channels, n,
+                    e.check(name, self.tokens(name, b, kwargs), channels, n,
                             f"the {b} calls" if len(branches) == 2 else "")
                 per_name.setdefault(name, []).append(e)
         keep = set(self.names(cache)) if cache else set()

@@ -32,20 +32,22 @@ def _pooled(b, d, seed=1):
     return torch.randn(b, d, generator=torch.Generator().manual_seed(seed))
 
 
-def _text(b, d, *, pooled=None, negative=False, mask=None, mask_key="prompt_attention_mask", t=6) -> dict:
+def _text(b, d, *, pooled=None, negative=False, mask=None, mask_key="prompt_attention_mask", t=6, neg_t=None) -> dict:
     """Text conditioning of ``b`` rows: embeddings (t tokens of width d), optionally a pooled vector of width
-    ``pooled``, a negative prompt's embeddings, and all-ones attention masks of dtype ``mask``."""
+    ``pooled``, a negative prompt's embeddings (``neg_t`` tokens, default t), and all-ones attention masks of dtype
+    ``mask``."""
+    neg_t = t if neg_t is None else neg_t
     kw = dict(prompt_embeds=_embeds(b, t, d))
     if pooled:
         kw["pooled_prompt_embeds"] = _pooled(b, pooled)
     if negative:
-        kw["negative_prompt_embeds"] = _embeds(b, t, d, seed=3)
+        kw["negative_prompt_embeds"] = _embeds(b, neg_t, d, seed=3)
         if pooled:
             kw["negative_pooled_prompt_embeds"] = _pooled(b, pooled, 4)
     if mask is not None:
         kw[mask_key] = torch.ones(b, t, dtype=mask)
         if negative:
-            kw["negative_" + mask_key] = torch.ones(b, t, dtype=mask)
+            kw["negative_" + mask_key] = torch.ones(b, neg_t, dtype=mask)
     return kw
 
 
@@ -126,8 +128,10 @@ ROWS = {
     "flux2_klein_distilled": Row(frozenset({"double", "single"}), lambda b: dict(_text(b, 16), **LATENT),
                                  "Flux2KleinPipeline", "Flux2Transformer2DModel", dict(_FLUX2, guidance_embeds=False),
                                  options=dict(is_distilled=True), parts=dict(vae=("AutoencoderKLFlux2", _VAE_FLUX2))),
+    # a negative prompt shorter than the prompt: the text stream's length differs between the cond and uncond calls
     "qwenimage": Row(frozenset({"double"}), lambda b: dict(
-        _text(b, 16, negative=True, mask=torch.long, mask_key="prompt_embeds_mask"), **LATENT, true_cfg_scale=4.0),
+        _text(b, 16, negative=True, mask=torch.long, mask_key="prompt_embeds_mask", neg_t=4), **LATENT,
+        true_cfg_scale=4.0),
         "QwenImagePipeline", "QwenImageTransformer2DModel",
         dict(patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=3,
              joint_attention_dim=16, guidance_embeds=False, axes_dims_rope=(8, 4, 4))),

@@ -69,7 +69,8 @@ def test_families_and_every_name_resolves(case):
         for s in range(ran):
             for b in branches:
                 v = g.cache[name, s, b]
-                assert v.shape[1:] == (tokens, channels), (name, v.shape)
+                expected = lens.tokens(name, "uncond" if b == "uncond" else "cond", kw) or tokens
+                assert v.shape[1:] == (expected, channels), (name, v.shape)
                 assert v.shape[0] == (2 * _rows(kw) if b == "batch" else _rows(kw))
                 assert torch.isfinite(v).all()
     assert len(g.timesteps) == ran and len(set(g.timesteps)) == ran
