@@ -25,12 +25,13 @@ __all__ = ["main"]
 
 def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="tiny",
-                   help='"tiny" (embedded, default), a save_pretrained folder, or a hub id')
+                   help='a registered model spec ("tiny": the embedded model), a save_pretrained folder, or a hub id')
 
 
 def _names(a) -> int:
     from .lens import Lens
 
+    print(f"loading {a.model} ...", file=sys.stderr, flush=True)
     lens = Lens(a.model)
     names = lens.names(a.pattern or None)
     if a.json:
@@ -55,7 +56,36 @@ def _demo(a) -> int:
     return 0
 
 
+def _options(text):
+    """--storage-options: a JSON object, or a one-line error."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise ArgumentError(f"--storage-options is not JSON ({e}): e.g. '{{\"endpoint_url\": \"http://...\"}}'") \
+            from None
+    if not isinstance(value, dict):
+        raise ArgumentError("--storage-options must be a JSON object of fsspec options")
+    return value
+
+
+def _complete_samples(url, opts) -> int | None:
+    """How many samples of the store at ``url`` are complete, or None where there is no store yet."""
+    import numpy as np
+
+    from .store import open_group
+
+    try:
+        group = open_group(url, opts, mode="r")
+    except DitLensError:
+        return None
+    return int(np.asarray(group["complete"][:]).all(1).sum())
+
+
 def _record(a) -> int:
+    import math
+
     from .lens import Lens
     from .record import record
 
@@ -65,20 +95,32 @@ def _record(a) -> int:
             prompts += [line.strip() for line in f if line.strip()]
     if not prompts:
         raise ArgumentError("no prompts: give --prompts or --prompts-file")
-    opts = json.loads(a.storage_options) if a.storage_options else None
+    if a.guidance_scale is not None and not math.isfinite(a.guidance_scale):
+        raise ArgumentError(f"--guidance-scale {a.guidance_scale}: expected a finite number")
+    opts = _options(a.storage_options)
+    before = _complete_samples(a.store, opts)  # checked before the model loads
+    if before is not None and not a.resume:
+        raise ArgumentError(f"{a.store} already exists: pass --resume to complete it (or join its writers), or "
+                            f"choose a new path")
+    total = len(prompts) * len(a.seeds)
+    if a.resume and before == total:
+        print(f"nothing to do: all {total} samples of {a.store} are complete")
+        return 0
+    print(f"loading {a.model} ...", file=sys.stderr, flush=True)
     lens = Lens(a.model, device=a.device)
     kwargs = {} if a.guidance_scale is None else {"guidance_scale": a.guidance_scale}
     record(lens, a.store, prompts, seeds=a.seeds, names=a.names, num_inference_steps=a.num_inference_steps,
            steps=a.record_steps, cfg=a.cfg, stats_only=a.stats_only, batch_size=a.batch_size,
            samples=a.samples, resume=a.resume, takeover=a.takeover, storage_options=opts, **kwargs)
-    print(f"recorded {len(prompts) * len(a.seeds)} samples -> {a.store}")
+    after = _complete_samples(a.store, opts) or 0
+    print(f"recorded {after - (before or 0)} samples ({after} of {total} complete) -> {a.store}")
     return 0
 
 
 def _info(a) -> int:
     from .store import open_store
 
-    opts = json.loads(a.storage_options) if a.storage_options else {}
+    opts = _options(a.storage_options) or {}
     ds = open_store(a.store, complete_only=False, **opts)
     complete = ds["complete"].values
     info = {
@@ -118,60 +160,65 @@ def _run(a) -> int:
 
     report = run_file(a.recipe, a.out)
     for r in report.get("runs", []):
-        summary = {k: v for k, v in r["result"].items() if k != "params" and not isinstance(v, (list, dict))} \
-            or {k: v for k, v in r["result"].items() if k in ("success", "pixel_blend_success", "iou")}
-        print(f"  {r['parameters']}: {summary} ({r['seconds']} s)")
+        print(f"  {r['parameters']}: {r['summary']} ({r['seconds']} s)")
+    if "summary" in report:
+        print(f"  {report['summary']}")
     print(f"{report['recipe']} done in {report['seconds']} s -> {a.out}/report.json "
           f"({len(report['figures'])} figures)")
     return 0
 
 
 def main(argv=None) -> int:
+    from . import __version__
+
+    fmt = dict(formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p = argparse.ArgumentParser(prog="dit-lens", description="Name-addressed interpretability for Diffusion "
-                                "Transformers (nnsight + diffusers).")
+                                "Transformers (nnsight + diffusers).", **fmt)
+    p.add_argument("--version", action="version", version=f"dit-lens {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    n = sub.add_parser("names", help="list a model's canonical names")
-    n.add_argument("pattern", nargs="*", help="names or globs, e.g. 'double.*.img.resid_post'")
+    n = sub.add_parser("names", help="list a model's canonical names", **fmt)
+    n.add_argument("pattern", nargs="*", help="names or globs, e.g. 'double.*.img.resid_post' (none: all)")
     n.add_argument("--json", action="store_true", help="machine-readable output with shapes and depth")
     _model_arg(n)
     n.set_defaults(fn=_names)
     d = sub.add_parser("demo", help="the embedded model end to end: generate + score, then record -> detect -> "
-                       "disrupt -> cluster -> transport, and a report page")
-    d.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    d.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
-    d.add_argument("--seed", type=int, default=0)
+                       "disrupt -> cluster -> transport, and a report page", **fmt)
+    d.add_argument("--out", default="out/demo", help="output folder")
+    d.add_argument("--steps", type=int, default=20, help="denoising steps")
+    d.add_argument("--seed", type=int, default=0, help="seed of the first image (image i gets seed + i)")
     d.add_argument("--quick", action="store_true", help="only the generation grid and its scores")
-    d.add_argument("--model", default="tiny", help='a registered model spec with a demo (default "tiny")')
+    d.add_argument("--model", default="tiny", help="a registered model spec with a demo")
     d.set_defaults(fn=_demo)
-    r = sub.add_parser("record", help="record activations of prompts x seeds into a store (path or URL)")
+    r = sub.add_parser("record", help="record activations of prompts x seeds into a store (path or URL)", **fmt)
     r.add_argument("store", help="path or fsspec URL (s3://bucket/x.zarr)")
-    r.add_argument("--prompts", nargs="*", default=[])
+    r.add_argument("--prompts", nargs="*", default=[], help="prompts (and/or --prompts-file)")
     r.add_argument("--prompts-file", help="one prompt per line")
-    r.add_argument("--seeds", nargs="+", type=int, default=[0])
+    r.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds; samples are prompts x seeds")
     r.add_argument("--names", nargs="+", default=["*.*.img.resid_post"], help="names or globs")
-    r.add_argument("--num-inference-steps", type=int, default=20)
-    r.add_argument("--record-steps", nargs="+", type=int, default=None, help="steps to keep (default all)")
-    r.add_argument("--cfg", choices=["cond", "uncond"], default="cond")
-    r.add_argument("--guidance-scale", type=float, default=None)
+    r.add_argument("--num-inference-steps", type=int, default=20, help="denoising steps of each run")
+    r.add_argument("--record-steps", nargs="+", type=int, default=None, help="steps to keep (None: all)")
+    r.add_argument("--cfg", choices=["cond", "uncond"], default="cond", help="the CFG branch recorded")
+    r.add_argument("--guidance-scale", type=float, default=None, help="the pipeline's guidance scale (None: "
+                   "its own)")
     r.add_argument("--stats-only", action="store_true", help="per-channel statistics only (no tokens)")
     r.add_argument("--device", default=None,
-                   help="run the model there, e.g. cuda (statistics are then reduced on it); default: as loaded")
-    r.add_argument("--batch-size", type=int, default=4)
+                   help="run the model there, e.g. cuda (statistics are then reduced on it; None: as loaded)")
+    r.add_argument("--batch-size", type=int, default=4, help="samples per pipeline call")
     r.add_argument("--samples", nargs="+", type=int, default=None, help="record only these sample indices")
-    r.add_argument("--resume", action="store_true", help="complete an interrupted store (or join one)")
+    r.add_argument("--resume", action="store_true", help="complete an interrupted store (or join its writers)")
     r.add_argument("--takeover", action="store_true", help="override claims left by a writer that died")
     r.add_argument("--storage-options", help="JSON of fsspec storage options (e.g. S3 endpoint and keys)")
     _model_arg(r)
     r.set_defaults(fn=_record)
-    i = sub.add_parser("info", help="summarise a store")
-    i.add_argument("store")
-    i.add_argument("--json", action="store_true")
+    i = sub.add_parser("info", help="summarise a store", **fmt)
+    i.add_argument("store", help="path or fsspec URL")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
     i.add_argument("--verify", action="store_true", help="decode every chunk of every complete unit")
     i.add_argument("--storage-options", help="JSON of fsspec storage options")
     i.set_defaults(fn=_info)
-    rr = sub.add_parser("run", help="run a recipe file (recipes/*.toml)")
-    rr.add_argument("recipe")
-    rr.add_argument("--out", required=True)
+    rr = sub.add_parser("run", help="run a recipe file (recipes/*.toml)", **fmt)
+    rr.add_argument("recipe", help="a recipe file")
+    rr.add_argument("--out", required=True, help="output folder: report.json and figures")
     rr.set_defaults(fn=_run)
     a = p.parse_args(argv)
     try:

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from ._checks import index as _index
 from .errors import ArgumentError, OutOfRangeError
 
 __all__ = ["KINDS", "Edit", "zero", "set_to", "scale", "add", "patch"]
@@ -25,14 +26,31 @@ KINDS = ("zero", "set", "scale", "add", "patch")
 BRANCHES = ("cond", "uncond")
 
 
-def _tuple(v) -> tuple | None:
+def _tuple(v, field: str = "indices") -> tuple | None:
     if v is None:
         return None
-    if isinstance(v, int):
-        return (v,)
     if isinstance(v, torch.Tensor):
         v = v.tolist()
-    return tuple(int(x) for x in v)
+    if isinstance(v, (str, bytes)) or not hasattr(v, "__iter__"):
+        return (_index(field, v),)
+    return tuple(_index(field, x) for x in v)
+
+
+def _finite(label: str, value):
+    """``value`` (a number or tensor) if every element is finite, else an ArgumentError: an inf or NaN edit value
+    would turn the whole image into NaN."""
+    t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.float64)
+    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+        raise ArgumentError(f"{label} holds inf or NaN values")
+    return value
+
+
+def _number(label: str, x) -> float:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"{label}={x!r} is not a number") from None
+    return _finite(label, value)
 
 
 @dataclass(frozen=True)
@@ -125,7 +143,10 @@ class Edit:
 
 def _make(kind: str, names, value=None, *, steps=None, cfg=None, tokens=None, channels=None, alpha=1.0) -> Edit:
     names = (names,) if isinstance(names, str) else tuple(names)
-    return Edit(kind, names, value, _tuple(steps), cfg, _tuple(tokens), _tuple(channels), float(alpha))
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ArgumentError(f"a {kind} edit needs canonical names or globs (strings), got {names!r}")
+    return Edit(kind, names, value, _tuple(steps, "steps"), cfg, _tuple(tokens, "tokens"),
+                _tuple(channels, "channels"), _number("alpha", alpha))
 
 
 def zero(names: str | Sequence[str], **where) -> Edit:
@@ -135,21 +156,30 @@ def zero(names: str | Sequence[str], **where) -> Edit:
 
 def set_to(names: str | Sequence[str], value, **where) -> Edit:
     """Set the selection to ``value`` (a number, or a tensor broadcast over it: per-channel means = mean-ablation)."""
-    return _make("set", names, torch.as_tensor(value, dtype=torch.float32) if not isinstance(value, Mapping)
-                 else value, **where)
+    if isinstance(value, Mapping):
+        raise ArgumentError("set_to takes one value (a number or a tensor); per-step values are patch's")
+    return _make("set", names, _finite("set_to value", torch.as_tensor(value, dtype=torch.float32)), **where)
 
 
 def scale(names: str | Sequence[str], factor: float, **where) -> Edit:
     """Multiply the selection by ``factor``."""
-    return _make("scale", names, float(factor), **where)
+    return _make("scale", names, _number("scale factor", factor), **where)
 
 
 def add(names: str | Sequence[str], vector, **where) -> Edit:
     """Add ``vector`` (broadcast over the selection, e.g. one value per selected channel)."""
-    return _make("add", names, torch.as_tensor(vector, dtype=torch.float32), **where)
+    return _make("add", names, _finite("add vector", torch.as_tensor(vector, dtype=torch.float32)), **where)
 
 
 def patch(names: str | Sequence[str], source, alpha: float = 1.0, **where) -> Edit:
     """Replace the selection by ``source`` (a tensor, or ``{step: tensor}``: only those steps are patched); with
-    ``alpha`` < 1 move it that fraction of the way (selection + alpha * (source - selection))."""
+    ``alpha`` < 1 move it that fraction of the way (selection + alpha * (source - selection)). Step keys are
+    integers (a key "1" would never match step 1, so it is an error); values are finite tensors."""
+    if isinstance(source, Mapping):
+        if not source:
+            raise ArgumentError("patch: the {step: tensor} mapping is empty: nothing would be patched")
+        source = {_index("patch step key", s): _finite(f"patch value of step {s}", torch.as_tensor(v))
+                  for s, v in source.items()}
+    else:
+        source = _finite("patch value", torch.as_tensor(source))
     return _make("patch", names, source, alpha=alpha, **where)

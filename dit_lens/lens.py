@@ -37,6 +37,8 @@ from ._run import Run
 from ._validate import probe, text_extra
 from .archs import arch_for
 from .cache import Cache
+from ._checks import index as _index
+from ._checks import whole
 from .edits import Edit
 from .errors import ArgumentError, OutOfRangeError, RunError, UnknownNameError, UnsupportedModelError
 from .names import expand
@@ -60,13 +62,43 @@ def _count_images(prompt, kwargs) -> int:
         n = int(embeds.shape[0])
     else:
         n = 1 if isinstance(prompt, str) else len(prompt)
+    if n == 0:
+        raise ArgumentError("no prompts: the prompt list is empty")
     return n * int(kwargs.get("num_images_per_prompt") or 1)
+
+
+def _check_call(prompt, seed, kwargs) -> None:
+    """A pipeline call's arguments that nnsight or the pipeline would take wrongly or fail on obscurely."""
+    _count_images(prompt, kwargs)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ArgumentError(f"seed={seed!r}: one integer (image i gets seed + i); for seeds of your own per image "
+                            f"pass generator=[torch.Generator().manual_seed(s) for s in seeds]")
 
 
 def _prompt_args(prompt) -> tuple:
     """Positional inputs for nnsight: none when the call is driven by ``prompt_embeds`` (nnsight counts rows from
     the first positional input)."""
     return () if prompt is None else (prompt,)
+
+
+def _check_path(model: str) -> None:
+    """A pipeline folder must hold a readable model_index.json; a string that is a path but no folder is an error;
+    anything else ('owner/name') goes to the hub."""
+    import json
+    import os
+
+    if os.path.exists(model):
+        index = os.path.join(model, "model_index.json")
+        if not os.path.isfile(index):
+            raise ArgumentError(f"{model!r} is not a diffusers pipeline folder: it has no model_index.json (write "
+                                f"one with pipeline.save_pretrained)")
+        try:
+            with open(index) as f:
+                json.load(f)
+        except ValueError as e:
+            raise ArgumentError(f"{index} is not valid JSON ({e})") from e
+    elif model.startswith(("/", ".", "~")) or model.count("/") > 1:
+        raise ArgumentError(f"no such folder {model!r} (a hub id is 'owner/name')")
 
 
 def _default(pipeline, name: str):
@@ -115,8 +147,13 @@ class Lens:
             self.spec = models.get(model)
             self.model = _nnsight.wrap_pipeline(self.spec.build(**load_kwargs))
         elif isinstance(model, str):
+            _check_path(model)
             self.model = _nnsight.load(model, **load_kwargs, **({} if torch_dtype is None else
                                                                  {"torch_dtype": torch_dtype}))
+        elif not hasattr(model, "components"):
+            raise UnsupportedModelError(f"Lens takes a diffusers pipeline, a transformer module, a save_pretrained "
+                                        f"folder, a hub id or a model spec name {models.names()}; got "
+                                        f"{type(model).__name__} {model!r:.60}")
         else:
             if load_kwargs:
                 raise ArgumentError(f"loading arguments {sorted(load_kwargs)} apply when dit-lens loads a pipeline "
@@ -263,9 +300,7 @@ class Lens:
         if num_inference_steps is None:
             raise ArgumentError("num_inference_steps is required: nnsight's traced runs otherwise silently default "
                                 "to a single denoising step")
-        if int(num_inference_steps) < 1:
-            raise ArgumentError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
-        return int(num_inference_steps)
+        return whole("num_inference_steps", num_inference_steps)
 
     def trace(self, prompt=None, *, num_inference_steps=None, seed=None, remote=False, **kwargs):
         """An nnsight tracer over one generation; ``tracer.dit`` is the Run (steps, read, write, apply)::
@@ -277,6 +312,7 @@ class Lens:
         """
         n = self.check_steps(num_inference_steps)
         self._prepare(remote)
+        _check_call(prompt, seed, kwargs)
         tracer = self.model.trace(*_prompt_args(prompt), num_inference_steps=n, seed=seed, remote=remote,
                                   **kwargs)
         tracer.dit = self._make_run(tracer, prompt, n, kwargs)
@@ -334,6 +370,7 @@ class Lens:
                 per_name.setdefault(name, []).append(e)
         keep = set(self.names(cache)) if cache else set()
         if cache_steps is not None and n is not None:
+            cache_steps = [_index("cache_steps", s) for s in cache_steps]
             bad = [s for s in cache_steps if not 0 <= s < n]
             if bad:
                 raise OutOfRangeError(f"cache_steps {bad} out of range: the run has steps 0..{n - 1}")
@@ -347,6 +384,9 @@ class Lens:
         ``cache_steps`` (default all) and CFG branch ``cache_cfg`` (default all rows). ``on_step(run, step)``, if
         given, is called at every transformer call before the edits (e.g. to ``run.set_pooled(...)``)."""
         n = self.check_steps(num_inference_steps)
+        _check_call(prompt, seed, kwargs)
+        if cache_cfg not in (None, "cond", "uncond"):
+            raise ArgumentError(f"cache_cfg={cache_cfg!r}: 'cond', 'uncond' or None (every row)")
         expected = self.steps_of(n, **kwargs)
         plan = self._plan(list(edits), cache, cache_steps, expected, kwargs)
         steps_kept = None if cache_steps is None else set(int(s) for s in cache_steps)

@@ -27,6 +27,8 @@ import warnings
 import numpy as np
 
 from . import __version__, _samples
+from ._checks import index as _index
+from ._checks import whole
 from .errors import ArgumentError, OutOfRangeError, RunError, StoreError
 
 __all__ = ["record", "record_distributed"]
@@ -177,22 +179,33 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
                             "generators, num_inference_steps, **kwargs); a pipeline's lens runs the pipeline itself")
     ran = lens.steps_of(n_steps, **pipeline_kwargs)  # img2img strength or custom sigmas run fewer or other steps
     names = lens.names(names)
-    step_index = list(range(ran)) if steps is None else sorted({int(s) for s in steps})
-    if step_index and not 0 <= step_index[0] <= step_index[-1] < ran:
+    step_index = list(range(ran)) if steps is None else sorted({_index("steps", s) for s in steps})
+    if not step_index:
+        raise ArgumentError("steps=[]: a store of no steps would record nothing")
+    if not 0 <= step_index[0] <= step_index[-1] < ran:
         raise OutOfRangeError(f"steps {step_index} out of range: the run has steps 0..{ran - 1}")
     if cfg not in ("cond", "uncond"):
         raise ArgumentError(f"cfg={cfg!r}: a store records one branch, 'cond' or 'uncond'")
+    batch_size = whole("batch_size", batch_size)
     all_prompts, all_seeds = _samples.grid(prompts, seeds)
+    if samples is not None:
+        samples = sorted({_index("samples", s) for s in samples})
+        bad = [s for s in samples if not 0 <= s < len(all_prompts)]
+        if bad:
+            raise OutOfRangeError(f"samples {bad[:10]} out of range: the store has samples 0..{len(all_prompts) - 1} "
+                                  f"(prompts x seeds)")
     if "prompt_embeds" in pipeline_kwargs:  # the embeddings' rows, checked before anything is written
-        first = (list(range(len(all_prompts))) if samples is None else sorted(int(s) for s in samples))[:batch_size]
+        first = (list(range(len(all_prompts))) if samples is None else samples)[:batch_size]
         if first:
             _batch_embeds(pipeline_kwargs, first, len(all_prompts))
-    img_tokens = None if img_tokens is None else sorted(int(t) for t in img_tokens)
+    img_tokens = None if img_tokens is None else sorted({_index("img_tokens", t) for t in img_tokens})
+    if img_tokens == []:
+        raise ArgumentError("img_tokens=[]: give the image tokens to keep, or None for all")
     layout = _layout(lens, all_prompts, all_seeds, names, n_steps, step_index, cfg, stats_only, img_tokens,
                      pipeline_kwargs)
     writer = StoreWriter.resume(url, layout, storage_options) if resume else \
         StoreWriter.create(url, layout, storage_options)
-    wanted = list(range(len(all_prompts))) if samples is None else sorted(int(s) for s in samples)
+    wanted = list(range(len(all_prompts))) if samples is None else samples
     if resume:
         done = writer.done()
         wanted = [s for s in wanted if not done[s]]

@@ -54,6 +54,13 @@ class Clustering:
     def to_dict(self) -> dict:
         return {"params": self.params, "summary": self.summary, "iou": self.iou}
 
+    def describe(self) -> str:
+        """One line: IoU per control with masks, agreement without."""
+        if self.iou:
+            return ", ".join(f"IoU {c} {self.summary[c]:.3f}" for c in CONTROLS)
+        return ", ".join(f"{c} agree across steps {v['across_steps']:.2f}" for c, v in self.summary["agreement"].items()
+                         if v["across_steps"] is not None)
+
     def figure(self, out, n: int = 4) -> Path:
         from ._figures import pyplot, save
 
@@ -125,7 +132,9 @@ def cluster(store, *, names: str = "*.*.img.resid_post", k: int = 4, K: int = 2,
     rng = np.random.default_rng(random_seed)
     iou: dict = {c: {} for c in CONTROLS} if masks is not None else {}
     all_labels: dict = {}  # (control, name, step index) -> (sample, rows, cols)
-    for name in chosen:
+    from .disrupt import progress
+
+    for name in progress(chosen, "cluster"):
         sets = {"massive": det.massive(name), "all": list(range(C)), "low": det.low(name, k),
                 "random": det.random(name, k, rng)}
         x = ds.dit.sel(name).sel(step=step_values).values[done]  # (sample, step, tokens, channels)

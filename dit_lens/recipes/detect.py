@@ -67,6 +67,13 @@ class Detection:
     def to_dict(self) -> dict:
         return {"k": self.k, "params": self.params, "per_name": self.per_name, "jaccard_layers": self.jaccard_layers}
 
+    def describe(self) -> str:
+        last = list(self.per_name)[-1]
+        v = self.per_name[last]
+        return (f"{len(self.per_name)} names, top-{self.k}; {last}: channels {v['top']}, top-1/median "
+                f"{v['ratio']:.1f}, max |x| {v['max_abs']:.3g}; top-k Jaccard across prompts (mean over names) "
+                f"{np.mean([x['jaccard_prompts'] for x in self.per_name.values()]):.2f}")
+
     def figures(self, out) -> list[Path]:
         from ._figures import pyplot, save
 

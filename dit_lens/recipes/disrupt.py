@@ -29,7 +29,7 @@ from ..scoring import implements, resolve_scorer
 from ._intervals import t_interval
 
 __all__ = ["SETS", "Disruption", "disrupt", "pair_metrics", "psnr", "ssim", "hf_energy", "as_outputs", "is_images",
-           "explicit"]
+           "explicit", "progress"]
 
 SETS = ("massive", "low", "random")
 # the valid range of each metric, which its interval is clipped to
@@ -109,6 +109,14 @@ class Disruption:
     def to_dict(self) -> dict:
         return {"params": self.params, "channels": self.channels, "metrics": self.metrics}
 
+    def describe(self) -> str:
+        parts = []
+        for key, m in self.metrics.items():
+            main = f"PSNR {m['psnr']['mean']:.1f} dB" if "psnr" in m else f"rel. L2 {m['rel_l2']['mean']:.3g}"
+            scores = [f"{k} {v['mean']:.2f}" for k, v in m.items() if k not in BOUNDS and not k.startswith("baseline")]
+            parts.append(f"{key}: {', '.join([main, *scores])}")
+        return "; ".join(parts)
+
     def figure(self, out, n: int = 6) -> Path:
         from ._figures import pyplot, save
 
@@ -135,6 +143,13 @@ class Disruption:
                 if c == 0:
                     ax.set_ylabel(key, fontsize=7)
         return save(fig, out, "disrupt_grid.png", title)
+
+
+def progress(items, desc: str):
+    """A progress bar over ``items`` on a terminal (none in logs and tests)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="run", disable=None, leave=False)
 
 
 def _branch_mean(cache, name):
@@ -182,11 +197,11 @@ def disrupt(lens, *, prompts, seeds=(0, 1), names: str = "*.*.img.resid_post", k
     means = {n: _branch_mean(base.cache, n) for n in chosen} if "mean" in ablations else {}
     images = {"baseline": as_outputs(base.images)}
     where = {} if steps is None else {"steps": list(steps)}
-    for ab in ablations:
-        for s in sets:
-            edits = [zero(n, channels=channels[s][n], **where) if ab == "zero" else
-                     set_to(n, means[n][channels[s][n]], channels=channels[s][n], **where) for n in chosen]
-            images[f"{ab}/{s}"] = as_outputs(run(edits).images)
+    conditions = [(ab, s) for ab in ablations for s in sets]
+    for ab, s in progress(conditions, "disrupt"):
+        edits = [zero(n, channels=channels[s][n], **where) if ab == "zero" else
+                 set_to(n, means[n][channels[s][n]], channels=channels[s][n], **where) for n in chosen]
+        images[f"{ab}/{s}"] = as_outputs(run(edits).images)
     scored = implements(judge, "score") and is_images(images["baseline"])
     if explicit(scorer) and not scored:
         raise RecipeError(f"scorer {judge.name!r} cannot score these outputs: it needs images, the pipeline "

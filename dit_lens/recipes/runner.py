@@ -53,6 +53,20 @@ def _label(combo: dict) -> str:
     return "_".join(f"{k}-{v}" for k, v in combo.items()).replace("/", "-").replace(" ", "") or "run"
 
 
+def _check_type(path, key: str, value, default) -> None:
+    """A recipe file's value must have the type of the function's default (an int where it is an int, a number
+    where it is a float, a list where it is a sequence): ``k = "four"`` is an error before anything runs."""
+    import inspect
+
+    if default is inspect.Parameter.empty or default is None or value is None:
+        return
+    kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,), tuple: (list,), list: (list,),
+             dict: (dict,)}.get(type(default))
+    if kinds and (not isinstance(value, kinds) or (kinds != (bool,) and isinstance(value, bool))):
+        raise RecipeError(f"{path}: {key}={value!r}: expected {type(default).__name__}"
+                          f"{' (a list)' if kinds == (list,) else ''}")
+
+
 def run_file(path, out, progress: bool = True) -> dict:
     import inspect
     import itertools
@@ -72,7 +86,16 @@ def run_file(path, out, progress: bool = True) -> dict:
     bad = {k: v for k, v in sweep.items() if not isinstance(v, list) or not v or k in spec}
     if bad:
         raise RecipeError(f"{path}: every [sweep] key needs a non-empty list of values and must not also be set "
-                         f"outside the sweep; check {sorted(bad)}")
+                          f"outside the sweep; check {sorted(bad)}")
+    for key, values in [*((k, [v]) for k, v in spec.items()), *sweep.items()]:
+        if key in params:
+            for v in values:
+                _check_type(path, key, v, params[key].default)
+    if "model" not in spec and "store" not in spec:
+        raise RecipeError(f"{path}: give 'model' (a Lens spec) or 'store' (a store path or URL)")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RecipeError(f"{out} is a file: give a folder for report.json and the figures")
     kwargs = dict(spec)
     source_desc = {}
     if "model" in kwargs:
@@ -85,7 +108,6 @@ def run_file(path, out, progress: bool = True) -> dict:
         source_desc = dict(store=source)
     else:
         raise RecipeError(f"{path}: give 'model' (a Lens spec) or 'store' (a store path or URL)")
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     combos = [dict(zip(sweep, values)) for values in itertools.product(*sweep.values())]
     if sweep and "runs" in params and "runs" not in kwargs:
@@ -102,12 +124,14 @@ def run_file(path, out, progress: bool = True) -> dict:
             figures = [str(p) for p in result.figures(run_out)]
         elif hasattr(result, "figure"):
             figures = [str(result.figure(run_out))]
-        runs.append(dict(parameters=combo, seconds=round(seconds, 2), figures=figures, result=result.to_dict()))
+        runs.append(dict(parameters=combo, seconds=round(seconds, 2), figures=figures,
+                         summary=result.describe() if hasattr(result, "describe") else "", result=result.to_dict()))
     report = dict(recipe=name, file=str(path), parameters=spec, source=source_desc, dit_lens_version=__version__)
     if sweep:
         report.update(sweep=sweep, seconds=round(sum(r["seconds"] for r in runs), 2),
                       figures=[f for r in runs for f in r["figures"]], runs=runs)
     else:
-        report.update(seconds=runs[0]["seconds"], figures=runs[0]["figures"], result=runs[0]["result"])
+        report.update(seconds=runs[0]["seconds"], figures=runs[0]["figures"], summary=runs[0]["summary"],
+                      result=runs[0]["result"])
     (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
     return report

@@ -44,7 +44,7 @@ from ..errors import OutOfRangeError, RecipeError
 from ..scoring import implements, load_masks, pool_masks, resolve_scorer
 from ._intervals import t_interval
 from ._sources import image_source, live_source, load_images, reused, store_source
-from .disrupt import as_outputs, explicit, is_images
+from .disrupt import as_outputs, explicit, is_images, progress
 
 __all__ = ["Transport", "transport"]
 
@@ -59,6 +59,14 @@ class Transport:
     channels: dict = field(default_factory=dict)  # name -> the channels patched
     massive: dict = field(default_factory=dict)  # name -> the detected massive channels
     tokens: list | None = None  # the image tokens patched (spatial="subject"); None: all
+
+    def describe(self) -> str:
+        parts = []
+        for a, t in self.toward_source.items():
+            judged = f"success {self.success[a]:.0%} (pixel blending {self.blend_success[a]:.0%}), " \
+                if a in self.success else ""
+            parts.append(f"alpha {a}: {judged}toward source {t['mean']:.2f}")
+        return "; ".join(parts)
 
     def to_dict(self) -> dict:
         return {"params": self.params, "success": self.success, "pixel_blend_success": self.blend_success,
@@ -233,7 +241,7 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
             p = run_.pooled()
             run_.set_pooled(p + float(pooled_alpha) * (pooled[step.branch].to(p) - p))
 
-    for alpha in alphas:
+    for alpha in progress(alphas, "transport"):
         edits = []
         for name in chosen if k else ():
             ch = channels[name]

@@ -142,6 +142,10 @@ def _copy_new(template, url: str, storage_options: dict | None) -> None:
     from zarr.core.sync import sync
     from zarr.storage import FsspecStore, LocalStore
 
+    local = url.removeprefix("file://")
+    if "://" not in local and __import__("os").path.isfile(local):
+        raise StoreError(f"{url} is a file, not a store: choose another path")
+
     async def copy():
         remote = "://" in url and not url.startswith("file://")
         dst = FsspecStore.from_url(url, storage_options=storage_options) if remote \

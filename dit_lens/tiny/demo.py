@@ -122,7 +122,7 @@ def demo(out, model: str = "tiny", steps: int = 20, seed: int = 0, n: int = 20, 
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stages = tqdm(total=6 if full else 1, desc="demo", unit="stage")
+    stages = tqdm(total=6 if full else 1, desc="demo: generate and score", unit="stage")
     t0 = time.time()
     lens = Lens(model)
     prompts = demo_prompts(n)
@@ -139,6 +139,8 @@ def demo(out, model: str = "tiny", steps: int = 20, seed: int = 0, n: int = 20, 
     report = dict(model=model, steps=steps, seed=seed, guidance_scale=guidance_scale, prompts=prompts,
                   seconds=round(seconds, 2), scores=scores.to_dict(), channel_profile=profile)
     stages.update()
+    if full:
+        stages.set_description("demo: record a store")
     print(f"{len(prompts)} images in {seconds:.1f} s -> {out / 'grid.png'}")
     print(f"colour {scores.colour:.0%}  background {scores.background:.0%}  shape {scores.shape:.0%}  "
           f"IoU {scores.iou:.2f}")
@@ -165,16 +167,20 @@ def _recipes(lens, out: Path, steps: int, stages) -> dict:
     record(lens, str(store), demo_prompts(8), seeds=[0], names="*.*.img.resid_post", num_inference_steps=steps,
            steps=keep, batch_size=8)
     stages.update()
+    stages.set_description("demo: detect")
     ds = open_store(str(store))
     det = detect(ds, k=4)
     det.figures(out)
     stages.update()
+    stages.set_description("demo: disrupt")
     dis = disrupt(lens, prompts=demo_prompts(6), seeds=[0, 1], k=4, detection=det, num_inference_steps=steps)
     dis.figure(out)
     stages.update()
+    stages.set_description("demo: cluster")
     clu = cluster(ds, k=4, K=2, steps=[keep[2], keep[-1]], detection=det)
     clu.figure(out)
     stages.update()
+    stages.set_description("demo: transport")
     # the controls share the source and target generations of the first call (runs)
     swap = dict(pairs=_colour_swaps(4), seeds=[0, 1], detection=det, num_inference_steps=steps, runs={})
     tra = transport(lens, k=4, alphas=(0.5, 1.0), **swap)
@@ -185,5 +191,6 @@ def _recipes(lens, out: Path, steps: int, stages) -> dict:
         "pooled + massive 4": transport(lens, k=4, alphas=(1.0,), pooled_alpha=1.0, **swap),
     }
     stages.update()
+    stages.set_description("demo: report")
     return {"store": str(store), "detect": det.to_dict(), "disrupt": dis.to_dict(), "cluster": clu.to_dict(),
             "transport": tra.to_dict(), "transport_controls": {k: v.to_dict() for k, v in controls.items()}}
