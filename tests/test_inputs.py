@@ -117,7 +117,8 @@ def test_recipe_arguments_of_the_wrong_type(tmp_path):
     from dit_lens.recipes import run_file
 
     recipe = tmp_path / "d.toml"
-    recipe.write_text('recipe = "detect"\nmodel = "tiny"\nk = "four"\nprompts = ["a red circle on a blue background"]\n')
+    recipe.write_text('recipe = "detect"\nmodel = "tiny"\nk = "four"\n'
+                      'prompts = ["a red circle on a blue background"]\n')
     with pytest.raises(DitLensError, match="k='four': expected int"):
         run_file(recipe, tmp_path / "out")
     assert not (tmp_path / "out").exists()
