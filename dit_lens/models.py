@@ -8,6 +8,8 @@
     for_pipeline(cls)    the spec whose pipelines have this class name (a pipeline object or a store's
                          ``pipeline_class``), or None; imports only a matching spec
     config_hash(pipeline)  which model a pipeline is: a hash of its class and its transformer's config
+    weights_hash(module)   which weights: a hash of a few values sampled from every parameter (cheap at any size)
+    scheduler_hash(pipeline)  which sampler: a hash of the scheduler's class and config (None without one)
 
 Specs are registered by import path so that nothing outside a model's own package imports it: the embedded model
 (``dit_lens.tiny``) is one registered spec, not a dependency of the lens, the store or the recipes.
@@ -23,7 +25,7 @@ from typing import Callable
 
 from .errors import ArgumentError
 
-__all__ = ["ModelSpec", "register", "names", "get", "for_pipeline", "config_hash"]
+__all__ = ["ModelSpec", "register", "names", "get", "for_pipeline", "config_hash", "weights_hash", "scheduler_hash"]
 
 
 @dataclass(frozen=True)
@@ -74,10 +76,46 @@ def for_pipeline(pipeline_class) -> ModelSpec | None:
     return None
 
 
+def _config(config) -> dict:
+    """A diffusers config as identity: without where it was loaded from (``_name_or_path`` differs between machines),
+    with the set of defaulted keys in a fixed order (diffusers stores it in set order, which varies between
+    processes)."""
+    return {k: sorted(v) if k == "_use_default_values" else v for k, v in dict(config).items()
+            if k != "_name_or_path"}
+
+
 def config_hash(pipeline) -> str:
     """16 hex digits naming a model: its pipeline class and its transformer's config (not its weights)."""
-    cfg = dict(pipeline.transformer.config)
-    blob = json.dumps({"pipeline": type(pipeline).__name__, "transformer": cfg}, sort_keys=True, default=str)
+    blob = json.dumps({"pipeline": type(pipeline).__name__, "transformer": _config(pipeline.transformer.config)},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def weights_hash(module, per_tensor: int = 16) -> str:
+    """16 hex digits naming a module's weights: ``per_tensor`` evenly spaced values of every parameter (as float32,
+    by name), so two checkpoints of one config differ while hashing a 12B transformer takes a fraction of a second.
+    A parameter whose values cannot be read as a plain tensor (some quantized layouts) counts by shape and dtype."""
+    import torch
+
+    h = hashlib.sha256()
+    with torch.no_grad():
+        for name, p in sorted(module.named_parameters()):
+            h.update(f"{name}{tuple(p.shape)}{p.dtype}".encode())
+            try:
+                flat = p.detach().reshape(-1)
+                idx = torch.linspace(0, flat.numel() - 1, min(per_tensor, flat.numel())).long().to(flat.device)
+                h.update(flat[idx].float().cpu().numpy().tobytes())
+            except (RuntimeError, TypeError, NotImplementedError):
+                continue
+    return h.hexdigest()[:16]
+
+
+def scheduler_hash(pipeline) -> str | None:
+    scheduler = getattr(pipeline, "scheduler", None)
+    if scheduler is None:
+        return None
+    blob = json.dumps({"class": type(scheduler).__name__, "config": _config(scheduler.config)}, sort_keys=True,
+                      default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -82,23 +82,40 @@ def _claims_fs(url, storage_options):
     return fsspec.core.url_to_fs(url + ".claims", **(storage_options or {}))
 
 
+def _claimed_error(url, taken) -> StoreError:
+    return StoreError(f"samples {taken[:10]}{'...' if len(taken) > 10 else ''} of {url} are claimed by another "
+                      f"writer ({url}.claims/); record disjoint samples, or pass takeover=True (--takeover) to take "
+                      f"over the claims of a writer that died")
+
+
 def _claim(url, samples, storage_options, takeover: bool) -> list:
+    """Claim files for ``samples``, all or none: any sample already claimed refuses the whole call before a file
+    is written; on a local disk each file is created exclusively, so of two writers racing for a sample exactly one
+    gets it (object storage has no exclusive create: there the check before writing is what separates writers)."""
+    from fsspec.implementations.local import LocalFileSystem
+
     fs, root = _claims_fs(url, storage_options)
     fs.makedirs(root, exist_ok=True)
     me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
-    taken, paths = [], []
-    for s in samples:
-        path = f"{root}/sample-{s}"
-        if fs.exists(path) and not takeover:
-            taken.append(s)
-            continue
-        with fs.open(path, "wb") as f:
-            f.write(me)
-        paths.append(path)
+    taken = [] if takeover else [s for s in samples if fs.exists(f"{root}/sample-{s}")]
     if taken:
-        raise StoreError(f"samples {taken[:10]}{'...' if len(taken) > 10 else ''} of {url} are claimed by another "
-                         f"writer ({url}.claims/); record disjoint samples, or pass takeover=True (--takeover) to "
-                         f"take over the claims of a writer that died")
+        raise _claimed_error(url, taken)
+    paths = []
+    try:
+        for s in samples:
+            path = f"{root}/sample-{s}"
+            if isinstance(fs, LocalFileSystem) and not takeover:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(me)
+            else:
+                with fs.open(path, "wb") as f:
+                    f.write(me)
+            paths.append(path)
+    except FileExistsError:  # claimed by another writer between the check and this write
+        _release(url, paths, storage_options)
+        raise _claimed_error(url, [int(p.rsplit("-", 1)[1]) for p in [f"{root}/sample-{s}" for s in samples]
+                                   if p not in paths][:1]) from None
     return paths
 
 
@@ -144,8 +161,12 @@ def _layout(lens, prompts, seeds, names, n_steps, step_index, cfg, stats_only, i
         tokens["img"] = len(img_tokens)
     encoding = {torch.bfloat16: "bfloat16-bits", torch.float16: "float16"}.get(lens.pipeline.transformer.dtype,
                                                                                "float32")
+    from .models import scheduler_hash, weights_hash
+
     attrs = dict(model_class=type(lens.pipeline.transformer).__name__, pipeline_class=type(lens.pipeline).__name__,
-                 config_hash=lens.config_hash, dit_lens_version=__version__, num_inference_steps=n_steps,
+                 config_hash=lens.config_hash, weights_hash=weights_hash(lens.pipeline.transformer),
+                 scheduler_hash=scheduler_hash(lens.pipeline), dit_lens_version=__version__,
+                 num_inference_steps=n_steps,
                  pipeline_kwargs=json.dumps(pipeline_kwargs, sort_keys=True, default=_describe))
     grid = lens.token_grid(pipeline_kwargs.get("height"), pipeline_kwargs.get("width"))
     depth = [lens.depth(x + ".img.resid_post") if f"{x}.img.resid_post" in lens else lens.depth(x + ".txt.resid_post")
@@ -222,6 +243,12 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
         thread.join()
         if thread.error is not None:
             raise StoreError(f"the store writer failed: {thread.error}") from thread.error
+    except BaseException:
+        try:  # this writer stops here: its claims go, so a resume needs no takeover (a killed one's stay)
+            _release(url, claims, storage_options)
+        except Exception:  # noqa: BLE001 - an unreachable store keeps them; the original error matters
+            pass
+        raise
     finally:
         bar.close()
         if thread.is_alive():

@@ -529,3 +529,68 @@ def test_corrupt_chunk_is_reported_and_the_rest_stays_readable(tiny_lens, tmp_pa
     assert np.isfinite(ds["img.resid_post"].isel(sample=0).values).all()  # other units read fine
     assert main(["info", url, "--verify"]) == 1
     assert "1 corrupt" in capsys.readouterr().out
+
+
+def test_resume_refuses_a_different_run_and_lists_the_differences(tiny_lens, tmp_path):
+    import dit_lens
+
+    url = str(tmp_path / "run.zarr")
+    kw = dict(seeds=[0], names="double.0.img.resid_post", progress=False)
+    record(tiny_lens, url, PROMPTS, samples=[0], num_inference_steps=3, steps=[0, 1], **kw)
+    with pytest.raises(StoreError, match="pipeline argument guidance_scale: None in the store, 7.0 now"):
+        record(tiny_lens, url, PROMPTS, resume=True, num_inference_steps=3, steps=[0, 1], guidance_scale=7.0, **kw)
+    with pytest.raises(StoreError, match="num_inference_steps: 3 in the store, 4 now"):
+        record(tiny_lens, url, PROMPTS, resume=True, num_inference_steps=4, steps=[0, 1], **kw)
+    random = Lens(dit_lens.tiny_pipeline(None))  # the same config, other weights: trained and random samples
+    assert random.config_hash == tiny_lens.config_hash
+    with pytest.raises(StoreError, match=r"weights \(hash\)"):
+        record(random, url, PROMPTS, resume=True, num_inference_steps=3, steps=[0, 1], **kw)
+    record(tiny_lens, url, PROMPTS, resume=True, num_inference_steps=3, steps=[0, 1], **kw)  # the same run resumes
+    assert bool(open_store(url).complete.all())
+
+
+def test_racing_writers_get_disjoint_claims_and_one_of_them_wins(tmp_path):
+    """50 races of two writers claiming overlapping samples at the same moment: never both, never neither."""
+    import threading
+
+    from dit_lens.record import _claim, _release
+
+    for trial in range(50):
+        url = str(tmp_path / f"race{trial}.zarr")
+        wanted = ([0, 1, 2, 3], [2, 3, 4, 5]) if trial % 2 else ([0, 1, 2], [0, 1, 2])
+        start, results = threading.Barrier(2), [None, None]
+
+        def writer(i):
+            start.wait()
+            try:
+                results[i] = _claim(url, wanted[i], None, takeover=False)
+            except StoreError:
+                results[i] = "refused"
+        threads = [threading.Thread(target=writer, args=(i,)) for i in (0, 1)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        winners = [r for r in results if r != "refused"]
+        assert len(winners) == 1, (trial, results)
+        held = sorted(os.listdir(url + ".claims"))
+        assert held == sorted(f"sample-{s}" for s in wanted[results.index(winners[0])]), (trial, held)
+        _release(url, winners[0], None)
+        assert not os.path.exists(url + ".claims")
+
+
+def test_a_refused_or_failed_writer_leaves_no_claims(tiny_lens, tmp_path, monkeypatch):
+    url = str(tmp_path / "c.zarr")
+    kw = dict(seeds=[0], names="double.0.img.resid_post", num_inference_steps=2, progress=False)
+    record(tiny_lens, url, PROMPTS, samples=[], **kw)
+    os.makedirs(url + ".claims")
+    open(url + ".claims/sample-1", "w").write("{}")  # another writer holds sample 1
+    with pytest.raises(StoreError, match=r"samples \[1\] .* claimed by another writer.*takeover=True"):
+        record(tiny_lens, url, PROMPTS, resume=True, **kw)
+    assert os.listdir(url + ".claims") == ["sample-1"]  # nothing claimed for samples 0 and 2
+    os.remove(url + ".claims/sample-1")
+    from dit_lens.store import writer as store_writer
+
+    monkeypatch.setattr(store_writer.StoreWriter, "flush", lambda self, samples: (_ for _ in ()).throw(
+        OSError("disk full")))
+    with pytest.raises(StoreError, match="disk full"):
+        record(tiny_lens, url, PROMPTS, resume=True, **kw)
+    assert not os.path.exists(url + ".claims")  # a clean failure releases its claims: resume needs no takeover

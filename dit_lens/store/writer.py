@@ -20,6 +20,8 @@ chunk per sample row, after the batch's data. A flag is written only after every
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from ..errors import StoreError
@@ -29,6 +31,9 @@ from .schema import Layout, compressors, create, open_group, read_layout
 __all__ = ["StoreWriter"]
 
 _RESUME_KEYS = ("prompts", "seeds", "step_index", "names", "mode", "encoding", "cfg", "tokens")
+# the run's identity in the store's attributes: what must match for a resumed recording to be the same experiment
+_RUN_KEYS = ("config_hash", "weights_hash", "scheduler_hash", "num_inference_steps", "pipeline_kwargs",
+             "dit_lens_version")
 
 
 class StoreWriter:
@@ -55,16 +60,26 @@ class StoreWriter:
 
     @classmethod
     def resume(cls, url: str, layout: Layout, storage_options: dict | None = None) -> "StoreWriter":
-        """A writer of the store at ``url``, which must hold the same samples, steps, names, mode, encoding, branch
-        and model (config hash) as ``layout``."""
+        """A writer of the store at ``url``, which must have been recorded the same way as ``layout``: the same
+        samples, steps, names, mode, encoding and branch, and the same run (model config, weights, scheduler,
+        pipeline arguments, steps, dit-lens version); every difference is listed in the refusal."""
         group = open_group(url, storage_options)
         old = read_layout(group)
-        for key in _RESUME_KEYS:
-            if getattr(old, key) != getattr(layout, key):
-                raise StoreError(f"cannot resume {url}: its {key} differs from this recording's")
-        if old.attrs.get("config_hash") != layout.attrs.get("config_hash"):
-            raise StoreError(f"cannot resume {url}: recorded from another model/config "
-                             f"(hash {old.attrs.get('config_hash')} != {layout.attrs.get('config_hash')})")
+        diffs = [f"{key}: {getattr(old, key)!r:.80} in the store, {getattr(layout, key)!r:.80} now"
+                 for key in _RESUME_KEYS if getattr(old, key) != getattr(layout, key)]
+        for key in _RUN_KEYS:
+            before, now = old.attrs.get(key), layout.attrs.get(key)
+            if key == "pipeline_kwargs":
+                before, now = json.loads(before or "{}"), json.loads(now or "{}")
+                diffs += [f"pipeline argument {k}: {before.get(k)!r:.80} in the store, {now.get(k)!r:.80} now"
+                          for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+            elif key in old.attrs and before != now:
+                label = {"config_hash": "model config (hash)", "weights_hash": "weights (hash)",
+                         "scheduler_hash": "scheduler (hash)"}.get(key, key)
+                diffs.append(f"{label}: {before!r} in the store, {now!r} now")
+        if diffs:
+            raise StoreError(f"cannot resume {url}: this recording differs from the one that made it — "
+                             + "; ".join(diffs))
         return cls(group, layout)
 
     def done(self) -> np.ndarray:
