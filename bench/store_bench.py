@@ -193,6 +193,8 @@ def writes(root: Path, mb: int) -> None:
     n = max(1, mb // 4)
     arr = zarr.create_array(str(root / "w.zarr"), shape=(n, 4096, 256), chunks=(1, 4096, 256), dtype="float32",
                             compressors=compressors(), overwrite=True)
+    plain = zarr.create_array(str(root / "nocrc.zarr"), shape=(n, 4096, 256), chunks=(1, 4096, 256),
+                              dtype="float32", compressors=compressors()[:1], overwrite=True)  # Blosc, no checksum
 
     def z():
         for i in range(n):
@@ -203,12 +205,12 @@ def writes(root: Path, mb: int) -> None:
         for i in range(0, n - n % 8, 8):
             arr[i:i + 8] = block
 
-    def direct():  # how the recorder writes: whole chunks encoded on its writer thread, bytes handed to the store
+    def direct(target=arr):  # how the recorder writes: whole chunks encoded on its writer thread, bytes to the store
         import threading
 
         from dit_lens.store._chunks import chunk_writer
 
-        w, errors = chunk_writer(arr), []
+        w, errors = chunk_writer(target), []
 
         def work():
             try:
@@ -235,13 +237,23 @@ def writes(root: Path, mb: int) -> None:
             for _ in range(n):
                 chunk.tofile(f)
 
-    z(), z8(), direct(), codec_only(), tofile()
-    tz, tz8, td, tc, tt = (_timeit(f, 3) for f in (z, z8, direct, codec_only, tofile))
+    def direct_nocrc():
+        direct(plain)
+
+    z(), z8(), direct(), direct_nocrc(), codec_only(), tofile()
+    tz, tz8, tc, tt = (_timeit(f, 3) for f in (z, z8, codec_only, tofile))
+    paired = {"with": [], "without": []}  # checksums on and off, interleaved: the disk's phases hit both alike
+    for _ in range(5):
+        for label, f in (("with", direct), ("without", direct_nocrc)):
+            paired[label].append(_timeit(f, 1))
+    td, tn = statistics.median(paired["with"]), statistics.median(paired["without"])
     n8 = n - n % 8
     print(f"\n2. writes: {n} chunks of 4 MiB (float32 with bf16 precision), the store's codec {compressors()}")
     print(f"   zarr, 1 chunk per call   {n * 4 / tz:7.0f} MiB/s   ratio to np.tofile {tt / tz:.2f} (goal >= 0.50)")
     print(f"   zarr, 8 chunks per call  {n8 * 4 / tz8:7.0f} MiB/s   ratio {tt / tz8 * n8 / n:.2f}")
     print(f"   direct chunk writes      {n * 4 / td:7.0f} MiB/s   ratio {tt / td:.2f} (the recorder's path)")
+    print(f"   the same without crc32c  {n * 4 / tn:7.0f} MiB/s   throughput with checksums / without {tn / td:.2f} "
+          f"(goal >= 0.90; 5 interleaved rounds, medians)")
     print(f"   np.tofile                {n * 4 / tt:7.0f} MiB/s")
     print(f"   codec alone (numcodecs)  {n * 4 / tc:7.0f} MiB/s   "
           f"(compression is not the bottleneck when this is high)")

@@ -149,9 +149,11 @@ def _info(a) -> int:
               f"{' ...' if len(info['names']) > 6 else ''}")
         if a.verify:
             bad = info["corrupt_chunks"]
-            print(f"{'verify':<16} {'all chunks of complete units decode' if not bad else f'{len(bad)} corrupt:'}")
+            print(f"{'verify':<16} " + ("every chunk of the complete units is present, matches its checksum and "
+                                        "decodes" if not bad else f"{len(bad)} bad chunks:"))
             for b in bad[:20]:
-                print(f"  {b['variable']} sample {b['sample']} step {b['step']}: {b['error']}")
+                where = f"sample {b['sample']}" + (f", step {b['step']}" if b["step"] is not None else "")
+                print(f"  {b['chunk']} ({where}): {b['error']}")
     return 1 if a.verify and info["corrupt_chunks"] else 0
 
 

@@ -83,6 +83,16 @@ def _tree(parts, op=np.add):
     return parts[0]
 
 
+def _bad_chunks(store, var: str, **storage_options) -> str:
+    """The bad chunks of ``var`` by ``verify`` (for a store given by URL), as a message's tail."""
+    if isinstance(store, xr.Dataset):
+        return "; dit-lens info --verify lists the bad chunks"
+    from .store import verify
+
+    bad = [b for b in verify(str(store), storage_options or None) if b["variable"] == var]
+    return "; " + ", ".join(f"{b['chunk']} ({b['problem']})" for b in bad[:5]) if bad else ""
+
+
 def channel_reduce(store, name: str, scheduler=None, **storage_options) -> xr.Dataset:
     import dask
 
@@ -103,8 +113,12 @@ def channel_reduce(store, name: str, scheduler=None, **storage_options) -> xr.Da
     if not blocks:
         raise StoreError(f"{name}: the store has no complete (sample, step) unit")
     chunks = [b.to_delayed().ravel()[0] for b in blocks]
-    mom, hist = _compute([_tree([dask.delayed(_moments)(c, encoding) for c in chunks], _merge_moments),
-                          _tree([dask.delayed(_hist)(c, encoding) for c in chunks])], scheduler)
+    try:
+        mom, hist = _compute([_tree([dask.delayed(_moments)(c, encoding) for c in chunks], _merge_moments),
+                              _tree([dask.delayed(_hist)(c, encoding) for c in chunks])], scheduler)
+    except Exception as e:  # noqa: BLE001 - a chunk that cannot be read: name it
+        raise StoreError(f"{name}: a chunk of {var} cannot be read ({type(e).__name__}: {e}){_bad_chunks(store, var, **storage_options)}"
+                         ) from e
     count = int(mom[0, 3])
     rank = (count - 1) // 2  # lower median
     cum = hist.cumsum(1)

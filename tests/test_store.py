@@ -528,7 +528,7 @@ def test_corrupt_chunk_is_reported_and_the_rest_stays_readable(tiny_lens, tmp_pa
     ds = open_store(url)
     assert np.isfinite(ds["img.resid_post"].isel(sample=0).values).all()  # other units read fine
     assert main(["info", url, "--verify"]) == 1
-    assert "1 corrupt" in capsys.readouterr().out
+    assert "1 bad chunks" in capsys.readouterr().out
 
 
 def test_resume_refuses_a_different_run_and_lists_the_differences(tiny_lens, tmp_path):
@@ -594,3 +594,47 @@ def test_a_refused_or_failed_writer_leaves_no_claims(tiny_lens, tmp_path, monkey
     with pytest.raises(StoreError, match="disk full"):
         record(tiny_lens, url, PROMPTS, resume=True, **kw)
     assert not os.path.exists(url + ".claims")  # a clean failure releases its claims: resume needs no takeover
+
+
+def test_verify_names_flipped_truncated_and_deleted_chunks_without_crashing(tiny_lens, tmp_path, capsys):
+    from pathlib import Path
+
+    from dit_lens import channel_reduce
+    from dit_lens.cli import main
+    from dit_lens.store import verify
+
+    url = str(tmp_path / "v.zarr")
+    record(tiny_lens, url, PROMPTS, names="double.*.img.resid_post", num_inference_steps=3, progress=False)
+    assert verify(url) == []
+    data = Path(url) / "img.resid_post" / "c"
+    flipped, truncated, deleted = data / "0/1/0/0/0", data / "1/2/0/0/0", data / "2/0/0/0/0"
+    raw = bytearray(flipped.read_bytes())
+    raw[len(raw) // 2] ^= 0x10  # one bit inside the compressed data
+    flipped.write_bytes(bytes(raw))
+    truncated.write_bytes(truncated.read_bytes()[: len(truncated.read_bytes()) // 2])
+    deleted.unlink()
+    bad = {(b["chunk"], b["problem"]) for b in verify(url)}
+    assert bad == {("img.resid_post/c/0/1/0/0/0", "checksum"), ("img.resid_post/c/1/2/0/0/0", "checksum"),
+                   ("img.resid_post/c/2/0/0/0/0", "missing")}
+    assert main(["info", url, "--verify"]) == 1
+    out = capsys.readouterr().out
+    assert "3 bad chunks" in out and "img.resid_post/c/2/0/0/0/0 (sample 2, step 0): missing" in out
+    with pytest.raises(StoreError, match=r"img.resid_post/c/0/1/0/0/0 \(checksum\)"):
+        channel_reduce(url, "double.0.img.resid_post")
+
+
+def test_verify_reads_no_truncated_frame_in_a_store_without_checksums(tiny_lens, tmp_path, monkeypatch):
+    """Stores written before chunks carried checksums: a truncated Blosc frame is caught by its header, never
+    handed to the decoder (which crashed the process on one)."""
+    from pathlib import Path
+
+    from zarr.codecs import BloscCodec
+
+    from dit_lens.store import schema, verify
+
+    monkeypatch.setattr(schema, "compressors", lambda: [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")])
+    url = str(tmp_path / "old.zarr")
+    record(tiny_lens, url, PROMPTS[:1], names="double.0.img.resid_post", num_inference_steps=2, progress=False)
+    chunk = Path(url) / "img.resid_post" / "c" / "0" / "1" / "0" / "0" / "0"
+    chunk.write_bytes(chunk.read_bytes()[:-100])
+    assert [(b["chunk"], b["problem"]) for b in verify(url)] == [("img.resid_post/c/0/1/0/0/0", "truncated")]

@@ -1,6 +1,8 @@
 """Whole-chunk writes without zarr-python's write path: encode on the calling thread, hand the store the bytes.
 
-    chunk_writer(arr) -> ChunkWriter | None   for a zarr v3 array stored as [bytes (little-endian), blosc], else None
+    chunk_writer(arr) -> ChunkWriter | None   for a zarr v3 array stored as [bytes (little-endian), blosc] or with a
+                                              crc32c checksum after blosc (the store's codecs), else None
+    chunk_codecs(arr), crc32c(data)           the same pipeline's parts, for readers that check chunks
     ChunkWriter.write_many([(coords, block)]) encode chunks at grid positions ``coords`` and queue their bytes
                                               for the store, stored concurrently (one request round on object
                                               storage instead of a round trip per chunk); an edge block is padded
@@ -28,15 +30,15 @@ import numpy as np
 
 from ..errors import ArgumentError
 
-__all__ = ["ChunkWriter", "chunk_writer"]
+__all__ = ["ChunkWriter", "chunk_writer", "chunk_codecs", "crc32c"]
 
 
 class ChunkWriter:
-    def __init__(self, arr, blosc, pending: int = 8):
+    def __init__(self, arr, blosc, checksum: bool = False, pending: int = 8):
         from zarr.core.buffer import default_buffer_prototype
         from zarr.core.sync import sync
 
-        self.arr, self.blosc = arr, blosc
+        self.arr, self.blosc, self.checksum = arr, blosc, checksum
         self.chunks = tuple(arr.chunks)
         self.dtype = np.dtype(arr.dtype).newbyteorder("<")
         self.fill = arr.fill_value
@@ -79,7 +81,11 @@ class ChunkWriter:
         future.result()
 
     def _put_many(self, keys: list, datas: list) -> None:
-        """Store the chunks at once: their requests (object storage) or file writes (local) run concurrently."""
+        """Store the chunks at once: their requests (object storage) or file writes (local) run concurrently. The
+        checksums are taken here, on the I/O thread, while the caller encodes the next chunks."""
+        if self.checksum:
+            datas = [d + crc32c(d) for d in datas]
+
         async def put_all():
             await asyncio.gather(*(self.arr.store.set(k, self._buffer.from_bytes(d)) for k, d in zip(keys, datas)))
         self._sync(put_all())
@@ -95,16 +101,31 @@ class ChunkWriter:
             self._io.shutdown(wait=True, cancel_futures=True)
 
 
-def chunk_writer(arr) -> ChunkWriter | None:
+def chunk_codecs(arr) -> tuple | None:
+    """(numcodecs Blosc, whether a crc32c checksum follows) of an array stored as [bytes (little-endian), blosc] or
+    [bytes, blosc, crc32c]; None for any other codec pipeline."""
     from numcodecs import Blosc
-    from zarr.codecs import BloscCodec, BytesCodec
+    from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
 
-    codecs = getattr(arr.metadata, "codecs", ())
-    if len(codecs) != 2 or not isinstance(codecs[0], BytesCodec) or not isinstance(codecs[1], BloscCodec):
+    codecs = tuple(getattr(arr.metadata, "codecs", ()))
+    checksum = len(codecs) == 3 and isinstance(codecs[2], Crc32cCodec)
+    if len(codecs) != 2 + checksum or not isinstance(codecs[0], BytesCodec) or not isinstance(codecs[1], BloscCodec):
         return None
     if codecs[0].endian is not None and codecs[0].endian.value != "little":
         return None
     b = codecs[1]
     shuffle = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
-    return ChunkWriter(arr, Blosc(cname=b.cname.value, clevel=b.clevel, shuffle=shuffle[b.shuffle.value],
-                                  blocksize=b.blocksize))
+    return Blosc(cname=b.cname.value, clevel=b.clevel, shuffle=shuffle[b.shuffle.value],
+                 blocksize=b.blocksize), checksum
+
+
+def crc32c(data: bytes) -> bytes:
+    """The 4 bytes zarr's crc32c codec appends to a chunk (little-endian crc32c of the chunk's bytes)."""
+    import google_crc32c
+
+    return int(google_crc32c.value(data)).to_bytes(4, "little")
+
+
+def chunk_writer(arr) -> ChunkWriter | None:
+    codecs = chunk_codecs(arr)
+    return None if codecs is None else ChunkWriter(arr, *codecs)

@@ -2,7 +2,7 @@
 
     open_store(url, ...)         lazy xarray.Dataset: activations decoded to float32, units not flagged complete
                                  masked to NaN (plain ``xarray.open_zarr`` opens the same store raw)
-    verify(url, ...)             decode every chunk of every complete unit; list the ones that fail
+    verify(url, ...)             every chunk a complete unit vouches for: present, checksum, whole frame, decodes
     ds.dit                       (registered when this module is imported, i.e. with ``dit_lens.store``)
       .names                     recorded canonical names
       .sel(name, stat=None)      DataArray (sample, step, token, channel) -- or (sample, step, channel) for a stat;
@@ -52,21 +52,73 @@ def open_store(url: str, complete_only: bool = True, **storage_options):
 
 
 def verify(url: str, storage_options: dict | None = None) -> list[dict]:
-    """Decode every data chunk of every complete (sample, step) unit; return one record per chunk that fails
-    (variable, sample, step, error). Other chunks stay readable: a corrupt chunk never hides the rest."""
+    """Check every chunk a complete unit vouches for, without trusting it: each must exist (a missing chunk would
+    read as fill values), pass its crc32c checksum, have a whole Blosc frame (a truncated frame is never handed to
+    the decoder) and decode. Returns one record per bad chunk — variable, chunk key, sample, step (None for
+    per-sample chunks), problem ("missing" | "checksum" | "truncated" | "decode") and detail; other chunks stay
+    readable."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    from ._chunks import chunk_codecs, crc32c
+    from .schema import read_layout
+
     group = open_group(url, storage_options, mode="r")
+    layout = read_layout(group)
     complete = np.asarray(group["complete"][:])
+    samples = np.nonzero(complete.any(1))[0]
+    imaged = np.nonzero(np.asarray(group["image_complete"][:]))[0] if "image_complete" in group else []
+    written = {"complete", "nonfinite", "timestep", "image", "image_complete"}
+    for var in layout.variables():
+        written |= {f"{var}.stats"} | ({var} if layout.mode == "full" else set())
     bad = []
     for name, arr in group.arrays():
-        if arr.ndim < 2 or name in ("complete", "nonfinite", "timestep") or arr.shape[:2] != complete.shape:
+        if name not in written:  # coordinates: written with the template, not vouched for by flags
             continue
-        for sample, step in zip(*np.nonzero(complete)):
-            try:
-                arr[int(sample), int(step)]
-            except Exception as e:  # noqa: BLE001 - any decode failure is a corrupt chunk
-                bad.append(dict(variable=name, sample=int(sample), step=int(step),
-                                error=f"{type(e).__name__}: {e}"))
+        for coords, sample, step in _expected_chunks(name, arr, layout, complete, samples, imaged):
+            key = f"{arr.path}/{arr.metadata.encode_chunk_key(coords)}"
+            raw = sync(arr.store.get(key, default_buffer_prototype()))
+            problem = "missing" if raw is None else _check_chunk(arr, raw.to_bytes(), chunk_codecs(arr), crc32c)
+            if problem is not None:
+                kind, _, detail = problem.partition(": ")
+                bad.append(dict(variable=name, chunk=key, sample=sample, step=step, problem=kind,
+                                error=f"{kind}: {detail}" if detail else kind))
     return bad
+
+
+def _expected_chunks(name, arr, layout, complete, samples, imaged):
+    """(chunk coordinates, sample, step) of every chunk of ``arr`` that a complete flag vouches for."""
+    if name == "image":
+        return [((int(s), 0, 0, 0), int(s), None) for s in imaged]
+    if name == "image_complete":
+        return [((int(s),), int(s), None) for s in imaged]
+    if arr.ndim == 2 or name.endswith(".stats"):  # one chunk per sample row, all its steps
+        return [((int(s),) + (0,) * (arr.ndim - 1), int(s), None) for s in samples]
+    pos = {x: i for i, x in enumerate(layout.layers)}
+    groups = sorted({pos[x] // layout.layers_per_chunk for x in arr.attrs.get("layers", layout.layers)})
+    return [((int(s), int(t), g, 0, 0), int(s), int(t)) for s, t in zip(*np.nonzero(complete)) for g in groups]
+
+
+def _check_chunk(arr, data: bytes, codecs, crc32c) -> str | None:
+    """None for a sound chunk, else "problem: detail"."""
+    if codecs is None:  # another codec pipeline: let zarr decode it
+        return None
+    blosc, checksum = codecs
+    if checksum:
+        if len(data) < 4 or crc32c(data[:-4]) != data[-4:]:
+            return "checksum: the chunk's bytes do not match its crc32c"
+        data = data[:-4]
+    # a Blosc frame's 16-byte header holds its compressed size at bytes 12-16 (little-endian): a frame shorter than
+    # that size is never handed to the decoder, which can crash on one
+    cbytes = int.from_bytes(data[12:16], "little") if len(data) >= 16 else -1
+    if cbytes != len(data):
+        return f"truncated: {len(data)} bytes of a {cbytes}-byte Blosc frame"
+    try:
+        out = blosc.decode(data)
+    except Exception as e:  # noqa: BLE001
+        return f"decode: {type(e).__name__}: {e}"
+    expected = int(np.prod(arr.chunks)) * np.dtype(arr.dtype).itemsize
+    return None if len(out) == expected else f"decode: {len(out)} bytes decoded, the chunk holds {expected}"
 
 
 @xr.register_dataset_accessor("dit")

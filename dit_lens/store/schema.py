@@ -38,10 +38,12 @@ ENCODINGS = {"float32": "float32", "float16": "float16", "bfloat16-bits": "uint1
 
 
 def compressors() -> list:
-    """The store's lossless codec: Blosc LZ4 with bit-shuffle (see bench/README.md for how it compares with zstd)."""
-    from zarr.codecs import BloscCodec
+    """The store's lossless codecs: Blosc LZ4 with bit-shuffle (see bench/README.md for how it compares with zstd),
+    then a crc32c checksum of every chunk (a flipped bit or a truncated chunk fails to read, by name, instead of
+    decoding to wrong values)."""
+    from zarr.codecs import BloscCodec, Crc32cCodec
 
-    return [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle")]
+    return [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"), Crc32cCodec()]
 
 
 @dataclass
