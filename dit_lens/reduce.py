@@ -117,8 +117,8 @@ def channel_reduce(store, name: str, scheduler=None, **storage_options) -> xr.Da
         mom, hist = _compute([_tree([dask.delayed(_moments)(c, encoding) for c in chunks], _merge_moments),
                               _tree([dask.delayed(_hist)(c, encoding) for c in chunks])], scheduler)
     except Exception as e:  # noqa: BLE001 - a chunk that cannot be read: name it
-        raise StoreError(f"{name}: a chunk of {var} cannot be read ({type(e).__name__}: {e}){_bad_chunks(store, var, **storage_options)}"
-                         ) from e
+        named = _bad_chunks(store, var, **storage_options)
+        raise StoreError(f"{name}: a chunk of {var} cannot be read ({type(e).__name__}: {e}){named}") from e
     count = int(mom[0, 3])
     rank = (count - 1) // 2  # lower median
     cum = hist.cumsum(1)
