@@ -17,7 +17,7 @@ Modules are imported on first use of a name, so ``import dit_lens`` is light.
 from importlib import import_module
 
 from .errors import (AdapterMismatch, ArgumentError, CacheKeyError, DitLensError, OutOfRangeError, RecipeError,
-                     RunError, StoreError, UnknownNameError, UnsupportedModelError)
+                     RunError, StoreError, StoreTimeoutError, UnknownNameError, UnsupportedModelError)
 
 __version__ = "0.1.0"
 
@@ -57,5 +57,5 @@ __all__ = ["Lens", "Generation", "Cache", "Edit", "zero", "set_to", "scale", "ad
            "record_distributed", "open_store", "verify", "channel_reduce", "detect", "disrupt", "cluster",
            "transport", "Detection", "Disruption", "Clustering", "Transport", "Scorer", "ModelSpec",
            "tiny_pipeline", "DitLensError", "UnknownNameError", "CacheKeyError", "UnsupportedModelError",
-           "AdapterMismatch", "ArgumentError", "OutOfRangeError", "RunError", "StoreError", "RecipeError",
-           "__version__"]
+           "AdapterMismatch", "ArgumentError", "OutOfRangeError", "RunError", "StoreError", "StoreTimeoutError",
+           "RecipeError", "__version__"]

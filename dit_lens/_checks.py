@@ -3,6 +3,7 @@
 
     index(field, x)          an integer index, or an ArgumentError naming the field (1.7 is not 1, True is not 1)
     whole(field, x, least)   a whole number >= ``least`` (2.7 steps, 0 as a batch size are errors)
+    seconds(field, x)        a positive finite number of seconds, or None (no bound)
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import operator
 
 from .errors import ArgumentError
 
-__all__ = ["index", "whole"]
+__all__ = ["index", "whole", "seconds"]
 
 
 def index(field: str, x) -> int:
@@ -31,3 +32,15 @@ def whole(field: str, x, least: int = 1) -> int:
     if not ok:
         raise ArgumentError(f"{field}={x!r}: expected a whole number >= {least}")
     return int(x)
+
+
+def seconds(field: str, x) -> float | None:
+    if x is None:
+        return None
+    try:
+        ok = not isinstance(x, bool) and 0 < float(x) < float("inf")
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ArgumentError(f"{field}={x!r}: expected a positive number of seconds, or None for no bound")
+    return float(x)

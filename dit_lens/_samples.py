@@ -5,13 +5,14 @@
     call_prompts(prompts, kwargs)              what a pipeline call gets as its prompt: the prompts, or None when the
                                                call is driven by ``prompt_embeds`` (one row per sample, checked);
                                                the prompts then only label the samples
+    ranges(indices) -> "0-3, 7"                sample indices as runs, for messages
 """
 
 from __future__ import annotations
 
 from .errors import ArgumentError
 
-__all__ = ["grid", "generators", "call_prompts"]
+__all__ = ["grid", "generators", "call_prompts", "ranges"]
 
 
 def grid(prompts, seeds) -> tuple[list, list[int]]:
@@ -37,3 +38,13 @@ def call_prompts(prompts: list, kwargs: dict) -> list | None:
         raise ArgumentError(f"prompt_embeds has {rows} rows: an embeddings-driven call takes one row per sample "
                             f"(prompts x seeds: {len(prompts)})")
     return None
+
+
+def ranges(indices) -> str:
+    runs: list = []
+    for i in sorted(set(indices)):
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)

@@ -74,10 +74,13 @@ def _complete_samples(url, opts) -> int | None:
     """How many samples of the store at ``url`` are complete, or None where there is no store yet."""
     import numpy as np
 
+    from .errors import StoreTimeoutError
     from .store import open_group
 
     try:
         group = open_group(url, opts, mode="r")
+    except StoreTimeoutError:
+        raise
     except DitLensError:
         return None
     return int(np.asarray(group["complete"][:]).all(1).sum())
@@ -87,7 +90,8 @@ def _record(a) -> int:
     import math
 
     from .lens import Lens
-    from .record import record
+    from ._checks import seconds
+    from .record import _bounded, record
 
     prompts = list(a.prompts)
     if a.prompts_file:
@@ -98,7 +102,9 @@ def _record(a) -> int:
     if a.guidance_scale is not None and not math.isfinite(a.guidance_scale):
         raise ArgumentError(f"--guidance-scale {a.guidance_scale}: expected a finite number")
     opts = _options(a.storage_options)
-    before = _complete_samples(a.store, opts)  # checked before the model loads
+    seconds("--storage-timeout", a.storage_timeout)
+    with _bounded(a.storage_timeout):
+        before = _complete_samples(a.store, opts)  # checked before the model loads
     if before is not None and not a.resume:
         raise ArgumentError(f"{a.store} already exists: pass --resume to complete it (or join its writers), or "
                             f"choose a new path")
@@ -111,8 +117,10 @@ def _record(a) -> int:
     kwargs = {} if a.guidance_scale is None else {"guidance_scale": a.guidance_scale}
     record(lens, a.store, prompts, seeds=a.seeds, names=a.names, num_inference_steps=a.num_inference_steps,
            steps=a.record_steps, cfg=a.cfg, stats_only=a.stats_only, batch_size=a.batch_size,
-           samples=a.samples, resume=a.resume, takeover=a.takeover, storage_options=opts, **kwargs)
-    after = _complete_samples(a.store, opts) or 0
+           samples=a.samples, resume=a.resume, takeover=a.takeover, storage_options=opts,
+           storage_timeout=a.storage_timeout, **kwargs)
+    with _bounded(a.storage_timeout):
+        after = _complete_samples(a.store, opts) or 0
     print(f"recorded {after - (before or 0)} samples ({after} of {total} complete) -> {a.store}")
     return 0
 
@@ -208,7 +216,10 @@ def main(argv=None) -> int:
     r.add_argument("--batch-size", type=int, default=4, help="samples per pipeline call")
     r.add_argument("--samples", nargs="+", type=int, default=None, help="record only these sample indices")
     r.add_argument("--resume", action="store_true", help="complete an interrupted store (or join its writers)")
-    r.add_argument("--takeover", action="store_true", help="override claims left by a writer that died")
+    r.add_argument("--takeover", action="store_true", help="take over claims of a writer you know died (claims of "
+                   "a writer that provably ended are taken over without it)")
+    r.add_argument("--storage-timeout", type=float, default=120.0, help="seconds any storage call may take before "
+                   "the recording stops with an error")
     r.add_argument("--storage-options", help="JSON of fsspec storage options (e.g. S3 endpoint and keys)")
     _model_arg(r)
     r.set_defaults(fn=_record)

@@ -9,6 +9,7 @@
       OutOfRangeError       an index (token, channel, step, sample) outside its valid range (also an IndexError)
       RunError              a run that did not go as its adapter expects (also a RuntimeError)
       StoreError            a store that cannot be created, opened, appended to or trusted (also a RuntimeError)
+        StoreTimeoutError   a store that did not answer within its bound (also a TimeoutError)
       RecipeError           a recipe given inputs it cannot use (also a ValueError)
 
 Each subclass also derives from the built-in exception that callers caught before the hierarchy existed, so
@@ -18,7 +19,8 @@ Each subclass also derives from the built-in exception that callers caught befor
 from __future__ import annotations
 
 __all__ = ["DitLensError", "UnknownNameError", "CacheKeyError", "UnsupportedModelError", "AdapterMismatch",
-           "ArgumentError", "OutOfRangeError", "RunError", "StoreError", "RecipeError"]
+           "ArgumentError", "OutOfRangeError", "RunError", "StoreError", "StoreTimeoutError",
+           "RecipeError"]
 
 
 class DitLensError(Exception):
@@ -60,6 +62,10 @@ class RunError(DitLensError, RuntimeError):
 
 class StoreError(DitLensError, RuntimeError):
     """A store that cannot be created, opened, appended to or trusted."""
+
+
+class StoreTimeoutError(StoreError, TimeoutError):
+    """A store (usually an object-storage endpoint) that did not answer within the recording's ``storage_timeout``."""
 
 
 class RecipeError(DitLensError, ValueError):

@@ -15,11 +15,10 @@ Heavy imports (torch, zarr, xarray) happen on first use, so ``import dit_lens`` 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import queue
-import socket
 import threading
 import time
 import warnings
@@ -28,8 +27,8 @@ import numpy as np
 
 from . import __version__, _samples
 from ._checks import index as _index
-from ._checks import whole
-from .errors import ArgumentError, OutOfRangeError, RunError, StoreError
+from ._checks import seconds, whole
+from .errors import ArgumentError, OutOfRangeError, RunError, StoreError, StoreTimeoutError
 
 __all__ = ["record", "record_distributed"]
 
@@ -40,25 +39,45 @@ class _WriterThread(threading.Thread):
     """Hands queued messages to a StoreWriter on its own thread: the model thread never waits on compression or
     storage, only on the bounded queue. A step's statistics are taken off the device here (``StepStats.get``)."""
 
-    def __init__(self, writer, maxsize: int):
-        super().__init__(daemon=True)
+    def __init__(self, writer, maxsize: int, timeout: float | None):
+        super().__init__(daemon=True, name="dit-lens-writer")
         self.writer = writer
         self.q: queue.Queue = queue.Queue(maxsize=maxsize)
         self.error: BaseException | None = None
+        # each storage call of the writer is bounded by ``timeout``; a writer that takes no message for this long is
+        # stuck in something unbounded
+        self.patience = None if timeout is None else 3 * timeout + 30
 
     def put(self, item) -> None:
+        since = time.monotonic()
         while True:
             if self.error is not None:
-                raise StoreError(f"the store writer failed: {type(self.error).__name__}: {self.error}") \
-                    from self.error
+                raise self.failure()
             try:
                 self.q.put(item, timeout=0.5)
                 return
             except queue.Full:
-                continue
+                if self.patience is not None and time.monotonic() - since > self.patience:
+                    raise StoreTimeoutError(f"the store writer took no message for {self.patience:g} s") from None
+
+    def failure(self) -> StoreError:
+        e = self.error
+        if isinstance(e, StoreError):
+            return e
+        return StoreError(f"the store writer failed: {type(e).__name__}: {e}")
+
+    def finish(self) -> None:
+        """Stop the writer once its queue is written; every write is bounded, so is this wait."""
+        self.put(_STOP)
+        self.join(timeout=None if self.patience is None else 2 * self.patience)
+        if self.is_alive():
+            raise StoreTimeoutError(f"the store writer did not finish within {2 * self.patience:g} s")
+        if self.error is not None:
+            raise self.failure()
 
     def run(self) -> None:
         w = self.writer
+        kind, args = None, ()
         try:
             while (item := self.q.get()) is not _STOP:
                 kind, *args = item
@@ -67,67 +86,30 @@ class _WriterThread(threading.Thread):
                     w.commit(samples, step, *step_stats.get())
                 else:
                     getattr(w, kind)(*args)
+            kind = "close"
+        except TimeoutError as e:  # what the writer was doing when the store stopped answering
+            self.error = _timeout(e, kind, args)
         except BaseException as e:  # noqa: BLE001 - reported to the model thread on its next put
             self.error = e
         finally:
             try:
-                w.close()
+                w.close(abandon=self.error is not None)
+            except TimeoutError as e:
+                self.error = self.error or _timeout(e, "close", ())
             except BaseException as e:  # noqa: BLE001
                 self.error = self.error or e
 
 
-def _claims_fs(url, storage_options):
-    import fsspec
+def _timeout(e: TimeoutError, kind, args) -> StoreTimeoutError:
+    import re
 
-    return fsspec.core.url_to_fs(url + ".claims", **(storage_options or {}))
-
-
-def _claimed_error(url, taken) -> StoreError:
-    return StoreError(f"samples {taken[:10]}{'...' if len(taken) > 10 else ''} of {url} are claimed by another "
-                      f"writer ({url}.claims/); record disjoint samples, or pass takeover=True (--takeover) to take "
-                      f"over the claims of a writer that died")
-
-
-def _claim(url, samples, storage_options, takeover: bool) -> list:
-    """Claim files for ``samples``, all or none: any sample already claimed refuses the whole call before a file
-    is written; on a local disk each file is created exclusively, so of two writers racing for a sample exactly one
-    gets it (object storage has no exclusive create: there the check before writing is what separates writers)."""
-    from fsspec.implementations.local import LocalFileSystem
-
-    fs, root = _claims_fs(url, storage_options)
-    fs.makedirs(root, exist_ok=True)
-    me = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}).encode()
-    taken = [] if takeover else [s for s in samples if fs.exists(f"{root}/sample-{s}")]
-    if taken:
-        raise _claimed_error(url, taken)
-    paths = []
-    try:
-        for s in samples:
-            path = f"{root}/sample-{s}"
-            if isinstance(fs, LocalFileSystem) and not takeover:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(me)
-            else:
-                with fs.open(path, "wb") as f:
-                    f.write(me)
-            paths.append(path)
-    except FileExistsError:  # claimed by another writer between the check and this write
-        _release(url, paths, storage_options)
-        raise _claimed_error(url, [int(p.rsplit("-", 1)[1]) for p in [f"{root}/sample-{s}" for s in samples]
-                                   if p not in paths][:1]) from None
-    return paths
-
-
-def _release(url, claims, storage_options) -> None:
-    fs, root = _claims_fs(url, storage_options)
-    for path in claims:
-        fs.rm(path)
-    try:
-        if not fs.ls(root):
-            fs.rmdir(root)
-    except (FileNotFoundError, OSError):
-        pass  # another writer still holds claims, or the store has no directories (object storage)
+    what = {"data": "activations", "commit": "statistics", "image": "images", "flush": "flags",
+            "close": "last chunks"}.get(kind, kind)
+    where = f" of samples {_samples.ranges(args[0])}" if args else ""
+    where += f" at step {args[1]}" if kind in ("data", "commit") else ""
+    call = re.match(r"Coroutine <coroutine object (\S+) at", str(e))  # zarr's own message names its coroutine
+    detail = f"zarr's {call.group(1)} did not finish" if call else str(e)
+    return StoreTimeoutError(f"writing the {what}{where}: {detail}")
 
 
 def _describe(v) -> str:
@@ -180,21 +162,22 @@ def _layout(lens, prompts, seeds, names, n_steps, step_index, cfg, stats_only, i
 def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", num_inference_steps=None,
            steps=None, cfg: str = "cond", stats_only: bool = False, img_tokens=None, batch_size: int = 4,
            samples=None, resume: bool = False, takeover: bool = False, storage_options: dict | None = None,
-           queue_size: int = 16, progress: bool = True, loop=None, **pipeline_kwargs) -> str:
+           queue_size: int = 16, progress: bool = True, storage_timeout: float | None = 120.0, loop=None,
+           **pipeline_kwargs) -> str:
     """Record ``names`` at ``steps`` (default all) of branch ``cfg`` for every (prompt, seed) into ``url``.
 
     An embeddings-driven pipeline (``prompt_embeds=``, ``pooled_prompt_embeds=``, ...) takes one row per sample
     (prompts x seeds, in that order; ``prompts`` then only label the samples): each batch gets its rows.
     ``samples`` restricts the work to those sample indices (``samples=[]`` only writes the template);
     ``resume=True`` opens the existing store and records those of its samples that are not complete (also how
-    several writers share one store); ``takeover=True`` overrides claims left by a writer that died.
+    several writers share one store); claims of a writer that is provably gone (its pid ended on this host, or
+    its lease ran out) are taken over, ``takeover=True`` overrides any claim (a writer you know died).
+    ``storage_timeout`` bounds every storage call (seconds; None waits forever): a store that stops answering
+    ends the recording with a StoreTimeoutError naming the endpoint and the samples that are complete.
     A lens over a bare transformer records through your sampling ``loop(prompts, generators, num_inference_steps,
     **pipeline_kwargs) -> images or None`` (each transformer call one step, as the lens's ``cfg`` says)."""
-    from tqdm.auto import tqdm
-
-    from .store import StoreWriter
-
     n_steps = lens.check_steps(num_inference_steps)
+    storage_timeout = seconds("storage_timeout", storage_timeout)
     if (lens.model is None) != (loop is not None):
         raise ArgumentError("a lens over a bare transformer records through your sampling loop: pass loop=fn(prompts, "
                             "generators, num_inference_steps, **kwargs); a pipeline's lens runs the pipeline itself")
@@ -224,44 +207,80 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
         raise ArgumentError("img_tokens=[]: give the image tokens to keep, or None for all")
     layout = _layout(lens, all_prompts, all_seeds, names, n_steps, step_index, cfg, stats_only, img_tokens,
                      pipeline_kwargs)
-    writer = StoreWriter.resume(url, layout, storage_options) if resume else \
-        StoreWriter.create(url, layout, storage_options)
-    wanted = list(range(len(all_prompts))) if samples is None else samples
-    if resume:
-        done = writer.done()
-        wanted = [s for s in wanted if not done[s]]
-    claims = _claim(url, wanted, storage_options, takeover=takeover)
-    thread = _WriterThread(writer, queue_size)
-    thread.start()
-    bar = tqdm(total=len(wanted) * ran, desc="record", unit="step", disable=not progress)
-    try:
-        for i in range(0, len(wanted), batch_size):
-            batch = wanted[i:i + batch_size]
-            _record_batch(lens, thread, layout, batch, (n_steps, ran), set(step_index), cfg, stats_only,
-                          img_tokens, pipeline_kwargs, bar, loop)
-        thread.put(_STOP)
-        thread.join()
-        if thread.error is not None:
-            raise StoreError(f"the store writer failed: {thread.error}") from thread.error
-    except BaseException:
-        try:  # this writer stops here: its claims go, so a resume needs no takeover (a killed one's stay)
-            _release(url, claims, storage_options)
-        except Exception:  # noqa: BLE001 - an unreachable store keeps them; the original error matters
-            pass
-        raise
-    finally:
-        bar.close()
-        if thread.is_alive():
-            thread.put(_STOP)
-            thread.join(timeout=60)
-    if writer.nonfinite:
-        warnings.warn(f"non-finite values recorded (samples, step, count): {writer.nonfinite[:10]}; see the store's "
-                      f"'nonfinite' variable", RuntimeWarning, stacklevel=2)
-    _release(url, claims, storage_options)
+    work = dict(layout=layout, steps=(n_steps, ran), keep_steps=set(step_index), cfg=cfg, stats_only=stats_only,
+                img_tokens=img_tokens, kwargs=pipeline_kwargs, loop=loop)
+    with _bounded(storage_timeout):
+        _write(lens, url, work, samples, batch_size, resume, takeover, storage_options, storage_timeout, queue_size,
+               progress)
     return url
 
 
-def _record_batch(lens, thread, layout, batch, steps, keep_steps, cfg, stats_only, img_tokens, kwargs, bar,
+@contextlib.contextmanager
+def _bounded(timeout):
+    """zarr's own storage calls (opening arrays, the template, flags on codecs the direct path lacks) bounded too."""
+    import zarr
+
+    with zarr.config.set({"async.timeout": timeout}):
+        yield
+
+
+def _endpoint(url: str, storage_options: dict | None) -> str:
+    opts = storage_options or {}
+    where = opts.get("endpoint_url") or (opts.get("client_kwargs") or {}).get("endpoint_url")
+    return f"{url} (endpoint {where})" if where else url
+
+
+def _write(lens, url, work, samples, batch_size, resume, takeover, storage_options, timeout, queue_size, progress):
+    """Claim the samples still to record, run them batch by batch into the store, release the claims. A store that
+    stops answering ends the recording within about three ``timeout``s, saying which samples are complete."""
+    from tqdm.auto import tqdm
+
+    from .store import StoreWriter
+    from .store._claims import claim
+
+    layout = work["layout"]
+    n = len(layout.prompts)
+    try:
+        writer = StoreWriter.resume(url, layout, storage_options, timeout) if resume else \
+            StoreWriter.create(url, layout, storage_options, timeout)
+        wanted = list(range(n)) if samples is None else samples
+        done = writer.done() if resume else np.zeros(n, bool)
+        wanted = [s for s in wanted if not done[s]]
+        claims = claim(url, wanted, storage_options, takeover=takeover, timeout=timeout)
+    except TimeoutError as e:
+        raise StoreTimeoutError(f"{_endpoint(url, storage_options)} did not answer within {timeout:g} s while "
+                                f"opening the store and claiming its samples; nothing was recorded") from e
+    thread = _WriterThread(writer, queue_size, timeout)
+    thread.start()
+    bar = tqdm(total=len(wanted) * work["steps"][1], desc="record", unit="step", disable=not progress)
+    try:
+        for i in range(0, len(wanted), batch_size):
+            _record_batch(lens, thread, wanted[i:i + batch_size], bar=bar, **work)
+        thread.finish()
+    except BaseException as e:
+        with contextlib.suppress(Exception):  # a writer that stops cleanly releases its claims (a killed one's stay)
+            claims.release()
+        timed_out = isinstance(e, TimeoutError) or isinstance(thread.error, TimeoutError)
+        if not timed_out:
+            raise
+        stored = sorted(set(np.flatnonzero(done).tolist()) | set(writer.stored))
+        complete = f"samples {_samples.ranges(stored)} ({len(stored)} of {n})" if stored else f"none of {n} samples"
+        raise StoreTimeoutError(
+            f"recording stopped: {_endpoint(url, storage_options)} did not answer within {timeout:g} s "
+            f"({thread.error or e}); complete in the store: {complete}; once it answers, resume=True (--resume) "
+            f"records the rest") from (thread.error or e)
+    finally:
+        bar.close()
+        if thread.is_alive():
+            with contextlib.suppress(Exception):
+                thread.finish()
+    if writer.nonfinite:
+        warnings.warn(f"non-finite values recorded (samples, step, count): {writer.nonfinite[:10]}; see the store's "
+                      f"'nonfinite' variable", RuntimeWarning, stacklevel=3)
+    claims.release(complete=sorted(set(np.flatnonzero(done).tolist()) | set(wanted)))
+
+
+def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_only, img_tokens, kwargs, bar,
                   loop=None):
     """One batch through the trace (or, for a bare transformer, through hooks around ``loop``); ``steps`` is
     (num_inference_steps, the steps the run makes). A run that made other steps than expected raises before its

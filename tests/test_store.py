@@ -231,7 +231,7 @@ _CHILD = textwrap.dedent("""
     from dit_lens.record import record
     prompts = [f"a {c} circle on a blue background" for c in ("red", "green", "white", "black", "yellow", "orange")]
     record(Lens("tiny"), sys.argv[1], prompts, seeds=[0], names="*.*.img.resid_post", num_inference_steps=6,
-           batch_size=1, progress=False, resume=len(sys.argv) > 2, takeover=len(sys.argv) > 2)
+           batch_size=1, progress=False, resume=len(sys.argv) > 2)
 """)
 
 
@@ -350,7 +350,9 @@ def test_sigkill_leaves_complete_units_exact_and_resume_finishes(tiny_lens, tmp_
     b = reference["img.resid_post"].values
     assert np.array_equal(a[flags], b[flags])  # every flagged unit is bit-exact
     assert np.isnan(a[~flags]).all()  # unflagged units are hidden
-    subprocess.run([sys.executable, str(script), url, "--resume"], check=True)
+    assert os.listdir(url + ".claims")  # the killed writer's claims stay ...
+    subprocess.run([sys.executable, str(script), url, "--resume"], check=True)  # ... and its pid is gone: taken over
+    assert not os.path.exists(url + ".claims")
     resumed = open_store(url)
     assert bool(resumed.complete.all())
     assert np.array_equal(resumed["img.resid_post"].values, b)
@@ -373,11 +375,11 @@ def test_resume_refuses_another_model_and_overlap_is_refused(tiny_lens, tmp_path
     fs = fsspec.filesystem("file")
     fs.makedirs(url + ".claims", exist_ok=True)
     fs.pipe(url + ".claims/sample-1", b"{}")
-    from dit_lens.record import _claim
+    from dit_lens.store._claims import claim
 
     with pytest.raises(StoreError, match="claimed by another writer"):
-        _claim(url, [1], None, takeover=False)
-    assert _claim(url, [2], None, takeover=False)
+        claim(url, [1])
+    assert claim(url, [2]).paths
 
 
 def test_schema_version_mismatch_and_missing_store(tmp_path, tiny_lens):
@@ -553,7 +555,7 @@ def test_racing_writers_get_disjoint_claims_and_one_of_them_wins(tmp_path):
     """50 races of two writers claiming overlapping samples at the same moment: never both, never neither."""
     import threading
 
-    from dit_lens.record import _claim, _release
+    from dit_lens.store._claims import claim
 
     for trial in range(50):
         url = str(tmp_path / f"race{trial}.zarr")
@@ -563,7 +565,7 @@ def test_racing_writers_get_disjoint_claims_and_one_of_them_wins(tmp_path):
         def writer(i):
             start.wait()
             try:
-                results[i] = _claim(url, wanted[i], None, takeover=False)
+                results[i] = claim(url, wanted[i])
             except StoreError:
                 results[i] = "refused"
         threads = [threading.Thread(target=writer, args=(i,)) for i in (0, 1)]
@@ -571,9 +573,9 @@ def test_racing_writers_get_disjoint_claims_and_one_of_them_wins(tmp_path):
         [t.join() for t in threads]
         winners = [r for r in results if r != "refused"]
         assert len(winners) == 1, (trial, results)
-        held = sorted(os.listdir(url + ".claims"))
+        held = sorted(f for f in os.listdir(url + ".claims") if f.startswith("sample-"))
         assert held == sorted(f"sample-{s}" for s in wanted[results.index(winners[0])]), (trial, held)
-        _release(url, winners[0], None)
+        winners[0].release()
         assert not os.path.exists(url + ".claims")
 
 
@@ -585,7 +587,7 @@ def test_a_refused_or_failed_writer_leaves_no_claims(tiny_lens, tmp_path, monkey
     open(url + ".claims/sample-1", "w").write("{}")  # another writer holds sample 1
     with pytest.raises(StoreError, match=r"samples \[1\] .* claimed by another writer.*takeover=True"):
         record(tiny_lens, url, PROMPTS, resume=True, **kw)
-    assert os.listdir(url + ".claims") == ["sample-1"]  # nothing claimed for samples 0 and 2
+    assert os.listdir(url + ".claims") == ["sample-1"]  # nothing claimed for samples 0 and 2, no lease file
     os.remove(url + ".claims/sample-1")
     from dit_lens.store import writer as store_writer
 

@@ -4,12 +4,15 @@
                                               crc32c checksum after blosc (the store's codecs), else None
     chunk_codecs(arr), crc32c(data)           the same pipeline's parts, for readers that check chunks
     ChunkWriter.write_many([(coords, block)]) encode chunks at grid positions ``coords`` and queue their bytes
+                                              (returns the futures of their request rounds)
                                               for the store, stored concurrently (one request round on object
                                               storage instead of a round trip per chunk); an edge block is padded
                                               with the fill value, as zarr stores edge chunks; at most ``pending``
                                               chunks wait, besides the newest round's
-    ChunkWriter.wait()                        return once every queued chunk is in the store (raises its error)
-    ChunkWriter.close()                       wait, then stop the I/O thread
+    ChunkWriter.wait()                        return once every queued chunk is in the store (raises its error;
+                                              a round the store has not taken within ``timeout`` seconds is
+                                              cancelled and raises StoreTimeoutError)
+    ChunkWriter.close(abandon=False)          wait, then stop the I/O thread (abandon: drop what is queued)
 
 ``arr[region] = block`` also checks fill values, slices partial chunks and runs its codec pipeline through asyncio;
 a writer that owns whole chunks needs none of it, and the recorder's data chunks are whole by construction
@@ -28,13 +31,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..errors import ArgumentError
+from ..errors import ArgumentError, StoreTimeoutError
 
 __all__ = ["ChunkWriter", "chunk_writer", "chunk_codecs", "crc32c"]
 
 
 class ChunkWriter:
-    def __init__(self, arr, blosc, checksum: bool = False, pending: int = 8):
+    def __init__(self, arr, blosc, checksum: bool = False, pending: int = 8, timeout: float | None = None):
         from zarr.core.buffer import default_buffer_prototype
         from zarr.core.sync import sync
 
@@ -49,14 +52,16 @@ class ChunkWriter:
         self._pending: deque = deque()  # (future, chunks in it), oldest first
         self._queued = 0  # chunks in self._pending
         self._max_pending = pending
+        self.timeout = timeout
 
-    def write_many(self, items) -> None:
+    def write_many(self, items) -> list:
+        """Queue the chunks; returns the futures of their request rounds (done once those chunks are stored)."""
         items = list(items)
         for _, block in items:  # every block checked before any is queued: a bad one leaves the call unwritten
             if block.ndim != len(self.chunks) or any(b > c for b, c in zip(block.shape, self.chunks)):
                 raise ArgumentError(f"{self.arr.path}: block of shape {block.shape} does not fit its chunks "
                                  f"{self.chunks}")
-        keys, datas = [], []
+        keys, datas, rounds = [], [], []
         for coords, block in items:
             if block.shape != self.chunks:  # an edge chunk: zarr stores it full size, padded with the fill value
                 full = np.full(self.chunks, self.fill, dtype=self.dtype)
@@ -65,20 +70,30 @@ class ChunkWriter:
             datas.append(self.blosc.encode(np.ascontiguousarray(block, dtype=self.dtype)))
             keys.append(self.prefix + self.arr.metadata.encode_chunk_key(tuple(int(c) for c in coords)))
             if len(keys) == self._max_pending:  # bounded: at most ``pending`` encoded chunks per request round
-                self._submit(keys, datas)
+                rounds.append(self._submit(keys, datas))
                 keys, datas = [], []
         if keys:
-            self._submit(keys, datas)
+            rounds.append(self._submit(keys, datas))
+        return rounds
 
-    def _submit(self, keys: list, datas: list) -> None:
-        self._pending.append((self._io.submit(self._put_many, keys, datas), len(keys)))
+    def _submit(self, keys: list, datas: list):
+        future = self._io.submit(self._put_many, keys, datas)
+        self._pending.append((future, len(keys)))
         self._queued += len(keys)
         while self._queued > self._max_pending and len(self._pending) > 1:  # the oldest first, never the newest
             self._done(*self._pending.popleft())
+        return future
 
     def _done(self, future, n: int) -> None:
         self._queued -= n
-        future.result()
+        # the round itself is bounded on the I/O thread; this bound only guards against a thread that never returns
+        try:
+            future.result(timeout=None if self.timeout is None else 2 * self.timeout + 10)
+        except TimeoutError as e:
+            if isinstance(e, StoreTimeoutError):
+                raise
+            raise StoreTimeoutError(f"the store's I/O thread did not return within {2 * self.timeout + 10:g} s") \
+                from None
 
     def _put_many(self, keys: list, datas: list) -> None:
         """Store the chunks at once: their requests (object storage) or file writes (local) run concurrently. The
@@ -86,15 +101,26 @@ class ChunkWriter:
         if self.checksum:
             datas = [d + crc32c(d) for d in datas]
 
-        async def put_all():
-            await asyncio.gather(*(self.arr.store.set(k, self._buffer.from_bytes(d)) for k, d in zip(keys, datas)))
-        self._sync(put_all())
+        async def put_all():  # cancelled, its requests with it, when the store does not take it in time
+            await asyncio.wait_for(asyncio.gather(*(self.arr.store.set(k, self._buffer.from_bytes(d))
+                                                    for k, d in zip(keys, datas))), self.timeout)
+        try:
+            self._sync(put_all())
+        except TimeoutError:
+            raise StoreTimeoutError(f"the store did not complete {len(keys)} chunk writes ({keys[0]}, ...) "
+                                    f"within {self.timeout:g} s") from None
 
     def wait(self) -> None:
         while self._pending:
             self._done(*self._pending.popleft())
 
-    def close(self) -> None:
+    def close(self, abandon: bool = False) -> None:
+        """Wait for every queued chunk, then stop the I/O thread; ``abandon``: drop the queued chunks instead (the
+        writer failed: nothing it queued will be vouched for), leaving the round in flight to end within its bound."""
+        if abandon:
+            self._pending.clear()
+            self._io.shutdown(wait=False, cancel_futures=True)
+            return
         try:
             self.wait()
         finally:
@@ -126,6 +152,6 @@ def crc32c(data: bytes) -> bytes:
     return int(google_crc32c.value(data)).to_bytes(4, "little")
 
 
-def chunk_writer(arr) -> ChunkWriter | None:
+def chunk_writer(arr, timeout: float | None = None) -> ChunkWriter | None:
     codecs = chunk_codecs(arr)
-    return None if codecs is None else ChunkWriter(arr, *codecs)
+    return None if codecs is None else ChunkWriter(arr, *codecs, timeout=timeout)

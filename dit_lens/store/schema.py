@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import StoreError, StoreTimeoutError
 
 __all__ = ["SCHEMA_VERSION", "STATS", "ENCODINGS", "Layout", "layers_per_chunk", "compressors", "create",
            "open_group", "read_layout", "decode", "uint8_images"]
@@ -209,6 +209,8 @@ def open_group(url: str, storage_options: dict | None = None, mode: str = "r+"):
         group = zarr.open_group(url, mode=mode, storage_options=storage_options or None, zarr_format=3)
     except FileNotFoundError as e:
         raise StoreError(f"no dit-lens store at {url}") from e
+    except TimeoutError as e:  # zarr's async.timeout (set by the recorder) or the filesystem's own
+        raise StoreTimeoutError(f"{url} did not answer in time while opening it") from e
     except Exception as e:  # noqa: BLE001 - unreachable endpoints raise many kinds
         raise StoreError(f"cannot open store {url}: {type(e).__name__}: {e}") from e
     read_layout(group)

@@ -1,7 +1,7 @@
 """Writing a recording into a store: everything that touches zarr arrays and chunks (the seam for another backend).
 
-    StoreWriter.create(url, layout, storage_options)   a new store's template, and a writer of it
-    StoreWriter.resume(url, layout, storage_options)   a writer of an existing store recorded the same way
+    StoreWriter.create(url, layout, storage_options, timeout)   a new store's template, and a writer of it
+    StoreWriter.resume(url, layout, storage_options, timeout)   a writer of an existing store recorded the same way
     StoreWriter                    what the recorder calls, from one thread, per batch of samples:
       .done()                      which samples are complete (their every unit and image flagged)
       .data(samples, step, name, value)   one name's value at one step, (samples, tokens, channels)
@@ -10,12 +10,15 @@
       .image(samples, images)      the batch's final images, uint8 (samples, H, W, 3)
       .flush(samples)              the batch's statistics, timesteps and counts, then its ``complete`` flags
       .nonfinite                   [(samples, step, count)] of steps that held inf/nan values
-      .close()                     wait for every write; raise the first error
+      .stored                      samples this writer flagged complete and saw stored (what a failure leaves)
+      .close(abandon=False)        wait for every write; raise the first error (abandon: drop queued writes)
 
 A backend that stores recordings elsewhere implements the same methods (see docs/extending.md). This one writes
 whole chunks only: a variable's layer group once all its recorded layers for a (batch, step) arrived, encoded here
 and stored by ``ChunkWriter`` (concurrently, on an I/O thread); statistics, timesteps and flags once per batch, one
 chunk per sample row, after the batch's data. A flag is written only after every chunk it vouches for is stored.
+Each round of chunk writes is bounded by ``timeout`` seconds (None: unbounded); zarr's own calls by its
+``async.timeout`` setting, which ``record`` sets to the same bound.
 """
 
 from __future__ import annotations
@@ -37,9 +40,11 @@ _RUN_KEYS = ("config_hash", "weights_hash", "scheduler_hash", "num_inference_ste
 
 
 class StoreWriter:
-    def __init__(self, group, layout: Layout):
-        self.group, self.layout = group, layout
+    def __init__(self, group, layout: Layout, timeout: float | None = None):
+        self.group, self.layout, self.timeout = group, layout, timeout
         self.nonfinite: list = []
+        self._stored: list = []  # samples whose complete flags this writer saw stored
+        self._flagged: list = []  # (samples, futures of the rounds that store their flags), not yet seen stored
         self.layer_pos = {name: i for i, name in enumerate(layout.layers)}
         self.step_pos = {s: i for i, s in enumerate(layout.step_index)}
         Lc = layout.layers_per_chunk
@@ -54,12 +59,14 @@ class StoreWriter:
         self._steps: list = []  # committed steps of the batch: (step position, timestep, nonfinite, stats)
 
     @classmethod
-    def create(cls, url: str, layout: Layout, storage_options: dict | None = None) -> "StoreWriter":
+    def create(cls, url: str, layout: Layout, storage_options: dict | None = None,
+               timeout: float | None = None) -> "StoreWriter":
         create(url, layout, storage_options)
-        return cls(open_group(url, storage_options), layout)
+        return cls(open_group(url, storage_options), layout, timeout)
 
     @classmethod
-    def resume(cls, url: str, layout: Layout, storage_options: dict | None = None) -> "StoreWriter":
+    def resume(cls, url: str, layout: Layout, storage_options: dict | None = None,
+               timeout: float | None = None) -> "StoreWriter":
         """A writer of the store at ``url``, which must have been recorded the same way as ``layout``: the same
         samples, steps, names, mode, encoding and branch, and the same run (model config, weights, scheduler,
         pipeline arguments, steps, dit-lens version); every difference is listed in the refusal."""
@@ -80,7 +87,7 @@ class StoreWriter:
         if diffs:
             raise StoreError(f"cannot resume {url}: this recording differs from the one that made it — "
                              + "; ".join(diffs))
-        return cls(group, layout)
+        return cls(group, layout, timeout)
 
     def done(self) -> np.ndarray:
         done = np.asarray(self.group["complete"][:]).all(1)
@@ -96,15 +103,17 @@ class StoreWriter:
     def _chunks(self, var):
         """``var``'s ChunkWriter, or None where its codec needs zarr's own write path."""
         if var not in self._chunk_writers:
-            self._chunk_writers[var] = chunk_writer(self._array(var))
+            self._chunk_writers[var] = chunk_writer(self._array(var), self.timeout)
         return self._chunk_writers[var]
 
     def _wait(self) -> None:
         for writer in self._chunk_writers.values():
             if writer is not None:
                 writer.wait()
+        self._stored += [s for samples, _ in self._flagged for s in samples]
+        self._flagged = []
 
-    def _rows(self, var, samples, block, rest=()) -> None:
+    def _rows(self, var, samples, block, rest=()) -> list:
         """``var[samples, *rest] = block`` where each sample's part is one whole chunk: encoded here and handed to
         the store (zarr's write path, one call when the samples are contiguous, for codecs the direct path lacks)."""
         arr, writer = self._array(var), self._chunks(var)
@@ -112,13 +121,14 @@ class StoreWriter:
             at = tuple(i.start // c if isinstance(i, slice) else i // c for i, c in zip(rest, arr.chunks[1:]))
             at += (0,) * (arr.ndim - 1 - len(at))
             ints = [axis for axis, i in enumerate(rest, 1) if not isinstance(i, slice)]  # dims the block lacks
-            writer.write_many([((sample, *at), np.expand_dims(np.asarray(block[r]), [0, *ints]))
-                               for r, sample in enumerate(samples)])
-        elif samples == list(range(samples[0], samples[0] + len(samples))):
+            return writer.write_many([((sample, *at), np.expand_dims(np.asarray(block[r]), [0, *ints]))
+                                      for r, sample in enumerate(samples)])
+        if samples == list(range(samples[0], samples[0] + len(samples))):
             arr[(slice(samples[0], samples[0] + len(samples)), *rest)] = block
         else:
             for r, sample in enumerate(samples):
                 arr[(sample, *rest)] = block[r]
+        return []  # stored already: zarr's write path returns when its chunks are in the store
 
     def _where(self, name) -> tuple:
         """A canonical name's variable ("{stream}.{site}") and layer position in the store."""
@@ -172,7 +182,15 @@ class StoreWriter:
         self._rows("timestep", samples, t)
         self._rows("nonfinite", samples, bad)
         self._wait()  # data, images, statistics: all in the store before the flags that vouch for them
-        self._rows("complete", samples, done)
+        rounds = self._rows("complete", samples, done)
+        self._flagged.append(([s for s, row in zip(samples, done) if row.all()], rounds))
+
+    @property
+    def stored(self) -> list:
+        """Samples whose complete flags this writer wrote and the store took (what a failure leaves complete)."""
+        return self._stored + [s for samples, rounds in self._flagged
+                               if all(f.done() and not f.cancelled() and f.exception() is None for f in rounds)
+                               for s in samples]
 
     def image(self, samples, images) -> None:
         if "image_complete" not in self.group:
@@ -182,17 +200,20 @@ class StoreWriter:
             writer.wait()  # the image is in the store before the flag that vouches for it
         self._rows("image_complete", samples, np.ones(len(samples), bool))
 
-    def close(self) -> None:
-        """Wait for every queued write and stop the I/O threads; raise the first error."""
+    def close(self, abandon: bool = False) -> None:
+        """Wait for every queued write and stop the I/O threads; raise the first error. ``abandon`` (the recording
+        failed): drop the queued writes instead of waiting for them; no flag of theirs was queued after them."""
         error = None
         for writer in self._chunk_writers.values():
             if writer is not None:
                 try:
-                    writer.close()
+                    writer.close(abandon)
                 except BaseException as e:  # noqa: BLE001 - every writer is closed; the first error is raised
                     error = error or e
         if error is not None:
             raise error
+        self._stored += [s for samples, _ in self._flagged for s in samples]
+        self._flagged = []
 
 
 def _ensure_images(group, n: int, shape: tuple) -> None:
