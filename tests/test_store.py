@@ -379,7 +379,9 @@ def test_resume_refuses_another_model_and_overlap_is_refused(tiny_lens, tmp_path
 
     with pytest.raises(StoreError, match="claimed by another writer"):
         claim(url, [1])
-    assert claim(url, [2]).paths
+    held = claim(url, [2])
+    assert held.paths
+    held.release()
 
 
 def test_schema_version_mismatch_and_missing_store(tmp_path, tiny_lens):
@@ -608,6 +610,7 @@ def test_verify_names_flipped_truncated_and_deleted_chunks_without_crashing(tiny
     url = str(tmp_path / "v.zarr")
     record(tiny_lens, url, PROMPTS, names="double.*.img.resid_post", num_inference_steps=3, progress=False)
     assert verify(url) == []
+    good = open_store(url)["img.resid_post"].values
     data = Path(url) / "img.resid_post" / "c"
     flipped, truncated, deleted = data / "0/1/0/0/0", data / "1/2/0/0/0", data / "2/0/0/0/0"
     raw = bytearray(flipped.read_bytes())
@@ -623,6 +626,19 @@ def test_verify_names_flipped_truncated_and_deleted_chunks_without_crashing(tiny
     assert "3 bad chunks" in out and "img.resid_post/c/2/0/0/0/0 (sample 2, step 0): missing" in out
     with pytest.raises(StoreError, match=r"img.resid_post/c/0/1/0/0/0 \(checksum\)"):
         channel_reduce(url, "double.0.img.resid_post")
+    with pytest.raises(StoreError, match=r"chunk img.resid_post/c/1/2/0/0/0 of .*: checksum"):
+        open_store(url)["img.resid_post"].isel(sample=1).values  # a reader names the chunk it cannot read
+    with pytest.warns(UserWarning, match="3 bad chunks read as missing"):
+        masked = open_store(url, bad_chunks="mask")
+    values = masked["img.resid_post"].values  # reads around the bad chunks: no error
+    units = {(int(s), int(t)) for s, t in zip(*np.nonzero(np.isnan(values).all(axis=(2, 3, 4))))}
+    assert units == {(0, 1), (1, 2), (2, 0)}  # exactly the bad chunks' units are masked
+    assert np.array_equal(values[0, 0], good[0, 0]) and np.array_equal(values[2, 1], good[2, 1])
+    assert len(masked.attrs["bad_chunks"]) == 3
+    flags = Path(url) / "complete" / "c" / "1" / "0"
+    flags.write_bytes(flags.read_bytes()[:-1] + b"\0")  # a flag row that is bad vouches for nothing
+    bad = {(b["chunk"], b["problem"]) for b in verify(url)}
+    assert ("complete/c/1/0", "checksum") in bad and ("img.resid_post/c/1/2/0/0/0", "checksum") not in bad
 
 
 def test_verify_reads_no_truncated_frame_in_a_store_without_checksums(tiny_lens, tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """Reading a store: lazily, decoded, with incomplete units hidden, and the ``ds.dit`` accessor.
 
     open_store(url, ...)         lazy xarray.Dataset: activations decoded to float32, units not flagged complete
-                                 masked to NaN (plain ``xarray.open_zarr`` opens the same store raw)
+                                 masked to NaN (plain ``xarray.open_zarr`` opens the same store raw); each chunk
+                                 checked as read: a bad one named (or, bad_chunks="mask", its unit masked)
     verify(url, ...)             every chunk a complete unit vouches for: present, checksum, whole frame, decodes
     ds.dit                       (registered when this module is imported, i.e. with ``dit_lens.store``)
       .names                     recorded canonical names
@@ -23,11 +24,22 @@ from .schema import SCHEMA_VERSION, decode, open_group
 __all__ = ["open_store", "verify", "DitAccessor"]
 
 
-def open_store(url: str, complete_only: bool = True, **storage_options):
+def open_store(url: str, complete_only: bool = True, bad_chunks: str = "raise", **storage_options):
     """The store as a lazy ``xarray.Dataset``: activations decoded to float32; units whose ``complete`` flag is not
-    set read as NaN (``complete_only=False`` shows raw fill values instead)."""
+    set read as NaN (``complete_only=False`` shows raw fill values instead).
+
+    Every chunk is checked as it is read (its crc32c, a whole Blosc frame). ``bad_chunks="raise"``: reading a bad
+    chunk raises ``StoreError`` naming its key. ``"mask"``: the store is verified first (one read of every chunk a
+    complete flag vouches for), the units of bad or missing chunks read as NaN as if never recorded, and
+    ``ds.attrs["bad_chunks"]`` lists the chunks (a warning names them)."""
+    from ._checked import checked_store
+
+    if bad_chunks not in ("raise", "mask"):
+        raise ArgumentError(f"bad_chunks={bad_chunks!r}: choose 'raise' or 'mask'")
+    bad = verify(url, storage_options) if bad_chunks == "mask" else []
     try:
-        ds = xr.open_zarr(url, consolidated=False, storage_options=storage_options or None, zarr_format=3)
+        store = checked_store(url, storage_options, skip=[b["chunk"] for b in bad])
+        ds = xr.open_zarr(store, consolidated=False, zarr_format=3)
     except FileNotFoundError as e:
         raise StoreError(f"no dit-lens store at {url}") from e
     except Exception as e:  # noqa: BLE001
@@ -36,6 +48,8 @@ def open_store(url: str, complete_only: bool = True, **storage_options):
         raise StoreError(f"{url}: store schema version {ds.attrs.get('dit_lens_schema')!r}, this dit-lens reads "
                          f"version {SCHEMA_VERSION}")
     enc = ds.attrs.get("encoding", "float32")
+    if bad:
+        _mask_units(ds, bad, url)
     complete = ds["complete"]
     for var in list(ds.data_vars):
         v = ds[var]
@@ -56,42 +70,74 @@ def verify(url: str, storage_options: dict | None = None) -> list[dict]:
     read as fill values), pass its crc32c checksum, have a whole Blosc frame (a truncated frame is never handed to
     the decoder) and decode. Returns one record per bad chunk — variable, chunk key, sample, step (None for
     per-sample chunks), problem ("missing" | "checksum" | "truncated" | "decode") and detail; other chunks stay
-    readable."""
+    readable. A bad ``complete`` flag row is named too and vouches for nothing."""
     from zarr.core.buffer import default_buffer_prototype
     from zarr.core.sync import sync
 
-    from ._chunks import chunk_codecs, crc32c
+    from ._chunks import chunk_codecs
     from .schema import read_layout
+
+    def check(name, arr, coords, sample, step, absent_ok=False):
+        key = f"{arr.path}/{arr.metadata.encode_chunk_key(coords)}"
+        raw = sync(arr.store.get(key, default_buffer_prototype()))
+        problem = None if raw is None and absent_ok else "missing" if raw is None \
+            else _check_chunk(arr, raw.to_bytes(), chunk_codecs(arr))
+        if problem is None:
+            return False
+        kind, _, detail = problem.partition(": ")
+        bad.append(dict(variable=name, chunk=key, sample=sample, step=step, problem=kind,
+                        error=f"{kind}: {detail}" if detail else kind))
+        return True
 
     group = open_group(url, storage_options, mode="r")
     layout = read_layout(group)
-    complete = np.asarray(group["complete"][:])
+    bad, flags = [], {}
+    for name in ("complete", "image_complete"):  # a flag row that is bad vouches for nothing (and is named)
+        if name in group:
+            arr = group[name]
+            rows = [i for i in range(arr.shape[0])
+                    if not check(name, arr, (i,) + (0,) * (arr.ndim - 1), i, None, absent_ok=True)]
+            flags[name] = np.zeros(arr.shape, bool)
+            flags[name][rows] = np.asarray(arr.get_orthogonal_selection((rows,))) if rows else False
+    complete = flags["complete"]
     samples = np.nonzero(complete.any(1))[0]
-    imaged = np.nonzero(np.asarray(group["image_complete"][:]))[0] if "image_complete" in group else []
-    written = {"complete", "nonfinite", "timestep", "image", "image_complete"}
+    imaged = np.nonzero(flags["image_complete"])[0] if "image_complete" in flags else []
+    written = {"nonfinite", "timestep", "image"}
     for var in layout.variables():
         written |= {f"{var}.stats"} | ({var} if layout.mode == "full" else set())
-    bad = []
     for name, arr in group.arrays():
         if name not in written:  # coordinates: written with the template, not vouched for by flags
             continue
         for coords, sample, step in _expected_chunks(name, arr, layout, complete, samples, imaged):
-            key = f"{arr.path}/{arr.metadata.encode_chunk_key(coords)}"
-            raw = sync(arr.store.get(key, default_buffer_prototype()))
-            problem = "missing" if raw is None else _check_chunk(arr, raw.to_bytes(), chunk_codecs(arr), crc32c)
-            if problem is not None:
-                kind, _, detail = problem.partition(": ")
-                bad.append(dict(variable=name, chunk=key, sample=sample, step=step, problem=kind,
-                                error=f"{kind}: {detail}" if detail else kind))
+            check(name, arr, coords, sample, step)
     return bad
+
+
+def _mask_units(ds: xr.Dataset, bad: list, url: str) -> None:
+    """Mark the units of bad chunks incomplete (in memory; the store is not touched)."""
+    import warnings
+
+    complete = ds["complete"].values.copy()
+    imaged = ds["image_complete"].values.copy() if "image_complete" in ds else None
+    for b in bad:
+        if b["variable"] in ("image", "image_complete"):
+            imaged[b["sample"]] = False
+        elif b["step"] is None:
+            complete[b["sample"]] = False
+        else:
+            complete[b["sample"], b["step"]] = False
+    ds["complete"] = (ds["complete"].dims, complete)
+    if imaged is not None:
+        ds["image_complete"] = (ds["image_complete"].dims, imaged)
+    ds.attrs["bad_chunks"] = [b["chunk"] for b in bad]
+    keys = ", ".join(f"{b['chunk']} ({b['problem']})" for b in bad[:5]) + (" ..." if len(bad) > 5 else "")
+    warnings.warn(f"{url}: {len(bad)} bad chunks read as missing, their units masked: {keys}", stacklevel=3)
 
 
 def _expected_chunks(name, arr, layout, complete, samples, imaged):
     """(chunk coordinates, sample, step) of every chunk of ``arr`` that a complete flag vouches for."""
     if name == "image":
         return [((int(s), 0, 0, 0), int(s), None) for s in imaged]
-    if name == "image_complete":
-        return [((int(s),), int(s), None) for s in imaged]
     if arr.ndim == 2 or name.endswith(".stats"):  # one chunk per sample row, all its steps
         return [((int(s),) + (0,) * (arr.ndim - 1), int(s), None) for s in samples]
     pos = {x: i for i, x in enumerate(layout.layers)}
@@ -99,22 +145,18 @@ def _expected_chunks(name, arr, layout, complete, samples, imaged):
     return [((int(s), int(t), g, 0, 0), int(s), int(t)) for s, t in zip(*np.nonzero(complete)) for g in groups]
 
 
-def _check_chunk(arr, data: bytes, codecs, crc32c) -> str | None:
+def _check_chunk(arr, data: bytes, codecs) -> str | None:
     """None for a sound chunk, else "problem: detail"."""
+    from ._checked import problem
+
     if codecs is None:  # another codec pipeline: let zarr decode it
         return None
     blosc, checksum = codecs
-    if checksum:
-        if len(data) < 4 or crc32c(data[:-4]) != data[-4:]:
-            return "checksum: the chunk's bytes do not match its crc32c"
-        data = data[:-4]
-    # a Blosc frame's 16-byte header holds its compressed size at bytes 12-16 (little-endian): a frame shorter than
-    # that size is never handed to the decoder, which can crash on one
-    cbytes = int.from_bytes(data[12:16], "little") if len(data) >= 16 else -1
-    if cbytes != len(data):
-        return f"truncated: {len(data)} bytes of a {cbytes}-byte Blosc frame"
+    bad = problem(data, checksum, True)
+    if bad:
+        return bad
     try:
-        out = blosc.decode(data)
+        out = blosc.decode(data[:-4] if checksum else data)
     except Exception as e:  # noqa: BLE001
         return f"decode: {type(e).__name__}: {e}"
     expected = int(np.prod(arr.chunks)) * np.dtype(arr.dtype).itemsize
