@@ -90,7 +90,7 @@ def test_a_stalled_object_store_ends_the_recording_within_its_bound(tiny_lens, t
         deadline = time.monotonic() + 10  # an abandoned request round ends within its own bound
         while _recorder_threads() and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not _recorder_threads()
+        assert not _recorder_threads(), _recorder_threads()
 
         os.kill(server.pid, signal.SIGCONT)
         said = re.search(r"complete in the store: samples ([0-9, -]+) \(", message)
@@ -109,6 +109,17 @@ def test_a_stalled_object_store_ends_the_recording_within_its_bound(tiny_lens, t
     record(tiny_lens, reference, PROMPTS, **KW)
     assert bool(resumed.complete.all())
     assert np.array_equal(resumed["img.resid_post"].values, open_store(reference)["img.resid_post"].values)
+
+
+def test_a_store_that_stalls_before_the_recording_starts_is_an_error_within_the_bound(tiny_lens):
+    with moto_server() as (server, opts):
+        record(tiny_lens, "s3://acts/old.zarr", PROMPTS, samples=[0], storage_options=opts, **KW)
+        os.kill(server.pid, signal.SIGSTOP)
+        for url, resume in (("s3://acts/new.zarr", False), ("s3://acts/old.zarr", True)):  # creating; opening
+            started = time.monotonic()
+            with pytest.raises(StoreTimeoutError, match="did not answer"):
+                record(tiny_lens, url, PROMPTS, storage_options=opts, storage_timeout=2, resume=resume, **KW)
+            assert time.monotonic() - started < 30, url
 
 
 def _claim_file(url, sample, **info):

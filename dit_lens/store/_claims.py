@@ -137,6 +137,8 @@ class Claims:
         """Delete this writer's claims; then, of the samples ``complete`` in the store (no writer claims those
         again), the claims of writers that are gone, and every gone writer's lease file."""
         self._stop.set()
+        if self._renewer is not None and self._renewer is not threading.current_thread():
+            self._renewer.join(self.timeout or 5.0)  # a renewal under way ends within its own bound
         _LIVE.discard(self.writer)
         paths, self.paths = self.paths + [f"{self.root}/writer-{self.writer}"], []
         with contextlib.suppress(FileNotFoundError):

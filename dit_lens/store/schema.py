@@ -141,7 +141,6 @@ def _copy_new(template, url: str, storage_options: dict | None) -> None:
     import asyncio
 
     from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
     from zarr.storage import FsspecStore, LocalStore
 
     local = url.removeprefix("file://")
@@ -161,9 +160,11 @@ def _copy_new(template, url: str, storage_options: dict | None) -> None:
         # only once its arrays are in place
 
     try:
-        sync(copy())
+        bounded_sync(copy())
     except FileExistsError as e:
         raise StoreError(f"{url} already exists: pass resume=True to complete it, or choose a new path") from e
+    except TimeoutError as e:  # zarr's async.timeout (set by the recorder) or the filesystem's own
+        raise StoreTimeoutError(f"{url} did not answer in time while creating the store") from e
     except Exception as e:  # noqa: BLE001 - unreachable endpoints, permissions, full disks raise many kinds
         raise StoreError(f"cannot create a store at {url}: {type(e).__name__}: {e}") from e
 
@@ -202,11 +203,28 @@ def uint8_images(images) -> np.ndarray | None:
     return None
 
 
+def bounded_sync(coro):
+    """Run ``coro`` on zarr's event loop, bounded by zarr's ``async.timeout`` (the recorder's storage timeout): past
+    it the coroutine is cancelled on that loop, leaving no task pending, and TimeoutError is raised."""
+    import asyncio
+
+    import zarr
+    from zarr.core.sync import sync
+
+    timeout = zarr.config.get("async.timeout")
+    if timeout is None:
+        return sync(coro)
+    return sync(asyncio.wait_for(coro, timeout), timeout=2 * timeout + 10)  # the outer bound: a cancellation that
+    # itself hangs
+
+
 def open_group(url: str, storage_options: dict | None = None, mode: str = "r+"):
     import zarr
+    from zarr.api import asynchronous
 
-    try:
-        group = zarr.open_group(url, mode=mode, storage_options=storage_options or None, zarr_format=3)
+    try:  # zarr.open_group itself ignores async.timeout; its asynchronous form under bounded_sync does not
+        group = zarr.Group(bounded_sync(asynchronous.open_group(url, mode=mode, zarr_format=3,
+                                                                storage_options=storage_options or None)))
     except FileNotFoundError as e:
         raise StoreError(f"no dit-lens store at {url}") from e
     except TimeoutError as e:  # zarr's async.timeout (set by the recorder) or the filesystem's own
