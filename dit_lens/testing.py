@@ -80,7 +80,7 @@ class Row:
 
             pipe = get(self.spec).build(None)
         else:
-            cls = getattr(diffusers, self.pipeline)
+            cls = _SHIMS[self.pipeline]() if self.pipeline in _SHIMS else getattr(diffusers, self.pipeline)
             absent = {n: None for n, p in inspect.signature(cls.__init__).parameters.items()
                       if n not in ("self", "transformer", "scheduler") and p.default is inspect.Parameter.empty}
             built = {name: getattr(diffusers, klass)(**config) for name, (klass, config) in self.parts.items()}
@@ -89,6 +89,21 @@ class Row:
         pipe.set_progress_bar_config(disable=True)
         return pipe, self.call(batch)
 
+
+def _longcat_embeds():
+    """LongCatImagePipeline as in diffusers, except that its ``encode_prompt`` takes embeddings without a prompt
+    (diffusers 0.42.1 counts rows by ``len(prompt)`` even when ``prompt_embeds`` is given, and refuses both at once)."""
+    from diffusers import LongCatImagePipeline
+
+    class LongCatImageEmbedsPipeline(LongCatImagePipeline):
+        def encode_prompt(self, prompt=None, num_images_per_prompt=1, prompt_embeds=None):
+            if prompt is None or prompt == "":
+                prompt = [""] * prompt_embeds.shape[0]
+            return super().encode_prompt(prompt, num_images_per_prompt, prompt_embeds)
+    return LongCatImageEmbedsPipeline
+
+
+_SHIMS = {"LongCatImageEmbedsPipeline": _longcat_embeds}  # pipeline classes rows need beyond diffusers' own
 
 _FLUX = dict(patch_size=1, in_channels=4, num_layers=2, num_single_layers=2, attention_head_dim=16,
              num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8])
@@ -173,6 +188,27 @@ ROWS = {
         dict(patch_size=1, in_channels=4, num_layers=1, num_single_layers=2, attention_head_dim=16,
              num_attention_heads=2, joint_attention_dim=32, axes_dims_rope=[4, 4, 8], approximator_hidden_dim=32,
              approximator_layers=1, approximator_num_channels=16)),
+    # LongCat-Image and Ovis-Image: cond and uncond calls per step (guidance_scale > 1); odd text lengths, a
+    # non-square image
+    "longcat_image": Row(frozenset({"double", "single"}), lambda b: dict(
+        _text(b, 32, negative=True, t=7, neg_t=5), height=64, width=32, output_type="latent", guidance_scale=4.5,
+        enable_cfg_renorm=False, enable_prompt_rewrite=False),
+        "LongCatImageEmbedsPipeline", "LongCatImageTransformer2DModel", dict(_FLUX, in_channels=64)),  # 16 latent channels
+    "ovis_image": Row(frozenset({"double", "single"}), lambda b: dict(
+        _text(b, 32, negative=True, t=7, neg_t=5), height=64, width=32, output_type="latent", guidance_scale=5.0,
+        negative_prompt=None),
+        "OvisImagePipeline", "OvisImageTransformer2DModel",
+        {k: v for k, v in dict(_FLUX, out_channels=4).items() if k != "pooled_projection_dim"}),
+    "bria": Row(frozenset({"double", "single"}), lambda b: dict(
+        _text(b, 32, negative=True, t=7), height=64, width=32, output_type="latent", guidance_scale=5.0),
+        "BriaPipeline", "BriaTransformer2DModel", {k: v for k, v in _FLUX.items() if k != "pooled_projection_dim"},
+        parts=dict(vae=("AutoencoderKL", _VAE))),
+    "cogview3plus": Row(frozenset({"double"}), lambda b: dict(
+        _text(b, 32, negative=True, t=7), height=64, width=32, output_type="latent", guidance_scale=5.0),
+        "CogView3PlusPipeline", "CogView3PlusTransformer2DModel",
+        dict(patch_size=2, in_channels=4, num_layers=2, attention_head_dim=4, num_attention_heads=2, out_channels=4,
+             text_embed_dim=32, time_embed_dim=8, condition_dim=2, pos_embed_max_size=8, sample_size=8),
+        scheduler="DDIMScheduler"),
 }
 
 
