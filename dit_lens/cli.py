@@ -178,6 +178,24 @@ def _run(a) -> int:
     return 0
 
 
+def _support(a) -> int:
+    import json
+
+    from .support import markdown, matrix
+
+    m = matrix(rows=a.rows, check=not a.no_check, progress=sys.stderr.isatty())
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(m, f, indent=1, sort_keys=True)
+    text = markdown(m)
+    if a.markdown:
+        with open(a.markdown, "w") as f:
+            f.write(text)
+    print(text, end="")
+    failed = [k for c in m["classes"].values() for r in c["rows"].values() for k, v in r.items() if v is not True]
+    return 1 if failed else 0
+
+
 def main(argv=None) -> int:
     from . import __version__
 
@@ -233,6 +251,13 @@ def main(argv=None) -> int:
     rr.add_argument("recipe", help="a recipe file")
     rr.add_argument("--out", required=True, help="output folder: report.json and figures")
     rr.set_defaults(fn=_run)
+    sp = sub.add_parser("support", help="which diffusers DiT classes dit-lens supports, checked on this machine's "
+                        "diffusers / nnsight / torch (a tiny random-weight pipeline per contract row)", **fmt)
+    sp.add_argument("--json", help="write the matrix as JSON to this file")
+    sp.add_argument("--markdown", help="write the table (as in docs/support.md) to this file")
+    sp.add_argument("--rows", nargs="+", default=None, help="contract rows to check (None: all)")
+    sp.add_argument("--no-check", action="store_true", help="the registry only: run nothing")
+    sp.set_defaults(fn=_support)
     a = p.parse_args(argv)
     try:
         return a.fn(a)

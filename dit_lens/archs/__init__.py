@@ -1,8 +1,9 @@
 """Registry of architecture files: one module per diffusers DiT class, each defining ``ARCH``.
 
     ARCHS                  model class name -> Arch
+    UNSUPPORTED            image DiT class name -> what stands in the way of an adapter (``_unsupported.py``)
     arch_for(transformer)  the Arch of a transformer module (an unsupported class is an ``UnsupportedModelError``
-                           listing the supported ones)
+                           saying why, and listing the supported ones)
 
 The types an architecture file fills in are public, in ``dit_lens.archs.spec``. Adding an architecture = one file
 here defining ``ARCH`` + one row in ``dit_lens.testing.ROWS`` (a tiny random-weight pipeline of that class), which
@@ -16,9 +17,10 @@ import importlib
 import pkgutil
 
 from ..errors import AdapterMismatch, UnsupportedModelError
+from ._unsupported import IMAGE_DITS, UNSUPPORTED
 from .spec import Arch, Family, SequentialCFG
 
-__all__ = ["ARCHS", "Arch", "Family", "SequentialCFG", "arch_for"]
+__all__ = ["ARCHS", "UNSUPPORTED", "IMAGE_DITS", "Arch", "Family", "SequentialCFG", "arch_for"]
 
 
 def _load() -> dict[str, Arch]:
@@ -42,5 +44,8 @@ def arch_for(transformer) -> Arch:
     for klass in type(transformer).__mro__:
         if klass.__name__ in ARCHS:
             return ARCHS[klass.__name__]
-    raise UnsupportedModelError(f"dit-lens has no adapter for {type(transformer).__name__}; supported transformer "
-                                f"classes: {', '.join(sorted(ARCHS))}. Adding one is one file in dit_lens/archs/.")
+    name = type(transformer).__name__
+    why = f" ({UNSUPPORTED[name]})" if name in UNSUPPORTED else ""
+    raise UnsupportedModelError(f"dit-lens has no adapter for {name}{why}; supported transformer classes: "
+                                f"{', '.join(sorted(ARCHS))}. Adding one is one file in dit_lens/archs/ "
+                                f"(docs/extending.md); `dit-lens support` lists every class and its status.")

@@ -1,0 +1,66 @@
+"""Image DiT classes of diffusers 0.42.1 that have no adapter yet, each with what stands in the way (shown by
+``arch_for`` when such a model is loaded, and by ``dit-lens support``). Every image DiT class of diffusers is either
+an adapter in this folder or a row here: ``tests/test_support.py`` checks it against the installed diffusers.
+
+Most need only an adapter file and a contract row (their blocks return streams in a layout dit-lens splits); the
+others need a layout or rule dit-lens does not have yet, named in the reason.
+"""
+
+from __future__ import annotations
+
+__all__ = ["UNSUPPORTED", "IMAGE_DITS"]
+
+_ROW = "blocks fit an existing layout; needs an adapter file and a contract row"
+
+UNSUPPORTED = {
+    "BriaFiboTransformer2DModel": f"double blocks (txt, img), single blocks [txt; img]: {_ROW} (its pipeline also "
+                                  "takes per-layer text embeddings)",
+    "BriaFibo2Transformer2DModel": "text runs through its own `layers` with an injection schedule into the image "
+                                   "blocks: needs a family per block list with injected streams",
+    "DiTTransformer2DModel": "class-conditional (no text stream); its pipeline batches CFG as [cond; uncond], the "
+                             "reverse of every text-to-image pipeline: needs a batch-order rule",
+    "DreamLiteTransformer2DModel": f"blocks return the image stream only (text by cross-attention): {_ROW}",
+    "ErnieImageTransformer2DModel": "single-stream `layers` over one joint sequence whose order of text and image "
+                                    "tokens must be read from its forward: needs an [img; txt] joint layout",
+    "Flux3Transformer2DModel": "text and image run through separate per-modality block lists (`txt_mode_blocks`, "
+                               "`mode_blocks['image']`, a ModuleDict) before joint single blocks: needs families "
+                               "over a ModuleDict",
+    "GlmImageTransformer2DModel": f"two-stream blocks returning (img, txt): {_ROW}",
+    "HiDreamImageTransformer2DModel": "double blocks wrapped (the real block at `.block`) returning (img, txt); single "
+                                      "blocks on [img; txt], image first: needs an [img; txt] joint layout",
+    "HunyuanDiT2DModel": f"blocks return the image stream only; the second half take a `skip=` input: {_ROW}",
+    "HunyuanImageTransformer2DModel": f"text refiner, then double blocks returning (img, txt) and single blocks: "
+                                      f"{_ROW}",
+    "Ideogram4Transformer2DModel": "single-stream `layers` over one joint sequence: needs its token order read "
+                                   "from its forward",
+    "JoyImageEditTransformer3DModel": "an editing model with a frame axis (3-D latents): needs the video token grid",
+    "JoyImageEditPlusTransformer3DModel": "an editing model with a frame axis (3-D latents): needs the video token "
+                                          "grid",
+    "Krea2Transformer2DModel": "layer-wise and refiner blocks on the text before joint `transformer_blocks`: needs "
+                               "its stream layout read from its forward",
+    "Lumina2Transformer2DModel": "noise and context refiners, then joint `layers` over per-sample padded [img; txt] "
+                                 "sequences: needs an [img; txt] joint layout with per-sample lengths",
+    "LuminaNextDiT2DModel": f"`layers` return the image stream only (text by cross-attention): {_ROW}",
+    "NucleusMoEImageTransformer2DModel": f"blocks return the image stream only: {_ROW}",
+    "OmniGenTransformer2DModel": "single-stream `layers` over [condition; image] sequences of varying length: needs "
+                                 "a joint layout with per-sample lengths",
+    "PRXTransformer2DModel": f"`blocks` return the image stream only (text by attention): {_ROW}",
+    "QwenImage21Transformer2DModel": "blocks take and return one joint tensor: needs its token order read from its "
+                                     "forward",
+    "ZImageTransformer2DModel": "latents as a list of per-sample tensors; refiners, then `layers` over a padded "
+                                "unified sequence: needs per-sample token lists",
+}
+
+# the 34 image DiT classes of diffusers 0.42.1 (adapters and the rows above); video DiTs are not counted here
+IMAGE_DITS = (
+    "AuraFlowTransformer2DModel", "BriaFibo2Transformer2DModel", "BriaFiboTransformer2DModel", "BriaTransformer2DModel",
+    "ChromaTransformer2DModel", "CogView3PlusTransformer2DModel", "CogView4Transformer2DModel", "DiTTransformer2DModel",
+    "DreamLiteTransformer2DModel", "ErnieImageTransformer2DModel", "Flux2Transformer2DModel",
+    "Flux3Transformer2DModel", "FluxTransformer2DModel", "GlmImageTransformer2DModel",
+    "HiDreamImageTransformer2DModel", "HunyuanDiT2DModel", "HunyuanImageTransformer2DModel",
+    "Ideogram4Transformer2DModel", "JoyImageEditPlusTransformer3DModel", "JoyImageEditTransformer3DModel",
+    "Krea2Transformer2DModel", "LongCatImageTransformer2DModel", "Lumina2Transformer2DModel", "LuminaNextDiT2DModel",
+    "NucleusMoEImageTransformer2DModel", "OmniGenTransformer2DModel", "OvisImageTransformer2DModel",
+    "PRXTransformer2DModel", "PixArtTransformer2DModel", "QwenImage21Transformer2DModel",
+    "QwenImageTransformer2DModel", "SD3Transformer2DModel", "SanaTransformer2DModel", "ZImageTransformer2DModel",
+)
