@@ -68,6 +68,8 @@ class Row:
     spec: str | None = None  # instead: a registered dit_lens model spec
     options: dict = field(default_factory=dict)  # the pipeline's other constructor arguments (e.g. is_distilled)
     parts: dict = field(default_factory=dict)  # other components built from configs: name -> (diffusers class, config)
+    jitter: bool = False  # parameters that are exactly zero at init (adaLN-zero gates) get small random values: with
+    # them zero, every block is the identity and nothing (text included) changes the output
 
     def build(self, batch: int = 2):
         """(pipeline, kwargs) with ``batch`` rows; the pipeline has its transformer and scheduler only (every other
@@ -84,8 +86,14 @@ class Row:
             absent = {n: None for n, p in inspect.signature(cls.__init__).parameters.items()
                       if n not in ("self", "transformer", "scheduler") and p.default is inspect.Parameter.empty}
             built = {name: getattr(diffusers, klass)(**config) for name, (klass, config) in self.parts.items()}
-            pipe = cls(transformer=getattr(diffusers, self.transformer)(**self.config),
-                       scheduler=getattr(diffusers, self.scheduler)(), **dict(absent, **built), **self.options)
+            transformer = getattr(diffusers, self.transformer)(**self.config)
+            if self.jitter:
+                with torch.no_grad():
+                    for p in transformer.parameters():
+                        if not p.any():
+                            p.normal_(0.0, 0.02)
+            pipe = cls(transformer=transformer, scheduler=getattr(diffusers, self.scheduler)(),
+                       **dict(absent, **built), **self.options)
         pipe.set_progress_bar_config(disable=True)
         return pipe, self.call(batch)
 
@@ -209,6 +217,21 @@ ROWS = {
         dict(patch_size=2, in_channels=4, num_layers=2, attention_head_dim=4, num_attention_heads=2, out_channels=4,
              text_embed_dim=32, time_embed_dim=8, condition_dim=2, pos_embed_max_size=8, sample_size=8),
         scheduler="DDIMScheduler"),
+    # PRX without CFG: diffusers 0.42.1's PRXPipeline repeats the timestep twice, not per row, so CFG fails on any
+    # batch of more than one prompt (in diffusers itself, with or without dit-lens)
+    "prx": Row(frozenset({"blocks"}), lambda b: dict(
+        _text(b, 32, t=7, mask=torch.bool), height=64, width=32, output_type="latent",
+        guidance_scale=1.0, use_resolution_binning=False),
+        "PRXPipeline", "PRXTransformer2DModel",
+        dict(in_channels=4, patch_size=2, context_in_dim=32, hidden_size=32, mlp_ratio=2.0, num_heads=2, depth=2,
+             axes_dim=[8, 8]), jitter=True),
+    "nucleusmoe_image": Row(frozenset({"blocks"}), lambda b: dict(
+        _text(b, 16, negative=True, t=7, neg_t=5, mask=torch.long, mask_key="prompt_embeds_mask"), height=64,
+        width=32, output_type="latent", guidance_scale=4.0),
+        "NucleusMoEImagePipeline", "NucleusMoEImageTransformer2DModel",
+        dict(patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=2,
+             joint_attention_dim=16, axes_dims_rope=(8, 4, 4), num_experts=4, moe_intermediate_dim=16,
+             capacity_factors=8.0)),
 }
 
 

@@ -1,4 +1,4 @@
-"""Image DiT classes of diffusers 0.42.1 that have no adapter yet, each with what stands in the way (shown by
+"""Image DiT classes of diffusers 0.42.1 that have no adapter yet (19 of 34), each with what stands in the way (shown by
 ``arch_for`` when such a model is loaded, and by ``dit-lens support``). Every image DiT class of diffusers is either
 an adapter in this folder or a row here: ``tests/test_support.py`` checks it against the installed diffusers.
 
@@ -41,10 +41,8 @@ UNSUPPORTED = {
     "Lumina2Transformer2DModel": "noise and context refiners, then joint `layers` over per-sample padded [img; txt] "
                                  "sequences: needs an [img; txt] joint layout with per-sample lengths",
     "LuminaNextDiT2DModel": f"`layers` return the image stream only (text by cross-attention): {_ROW}",
-    "NucleusMoEImageTransformer2DModel": f"blocks return the image stream only: {_ROW}",
     "OmniGenTransformer2DModel": "single-stream `layers` over [condition; image] sequences of varying length: needs "
                                  "a joint layout with per-sample lengths",
-    "PRXTransformer2DModel": f"`blocks` return the image stream only (text by attention): {_ROW}",
     "QwenImage21Transformer2DModel": "blocks take and return one joint tensor: needs its token order read from its "
                                      "forward",
     "ZImageTransformer2DModel": "latents as a list of per-sample tensors; refiners, then `layers` over a padded "
