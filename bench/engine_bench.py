@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,30 +43,10 @@ def _chunk(i: int) -> np.ndarray:
     return (x.view(np.uint32) & 0xFFFF0000).view(np.float32)
 
 
-@contextlib.contextmanager
 def _moto():
-    import boto3
+    from dit_lens.testing import s3_server
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s",
-                              region_name="us-east-1")
-        for _ in range(300):
-            try:
-                client.create_bucket(Bucket="acts")
-                break
-            except Exception:  # noqa: BLE001 - not listening yet
-                time.sleep(0.1)
-        yield proc, endpoint
-    finally:
-        proc.send_signal(signal.SIGCONT)
-        proc.kill()
-        proc.wait()
+    return s3_server("acts")
 
 
 # -- the two engines, behind the same four calls: create(n), write(samples) -> visible, samples visible -----------
@@ -295,7 +274,8 @@ def crash(root: Path, endpoint: str | None) -> dict:
 def stall(root: Path, timeout: float) -> dict:
     out = {}
     for name, cls in ENGINES.items():
-        with _moto() as (server, endpoint):
+        with _moto() as (server, opts):
+            endpoint = opts["endpoint_url"]
             where = str(root / f"stall-{name}")
             cls(where, endpoint).create(64)
             p = _spawn(name, where, endpoint, list(range(64)), 4, timeout=timeout, quiet=True)
@@ -336,7 +316,8 @@ def main():
         disk = throughput(root, args.mb, None)
         print(f"   local disk: dit-lens {disk['dit-lens']:6.0f}   icechunk {disk['icechunk']:6.0f}   "
               f"icechunk / dit-lens {disk['icechunk'] / disk['dit-lens']:.2f}")
-    with _moto() as (_, endpoint):
+    with _moto() as (_, opts):
+        endpoint = opts["endpoint_url"]
         if "writes" in only:
             s3 = throughput(root, args.mb, endpoint)
             print(f"   S3 (moto):  dit-lens {s3['dit-lens']:6.0f}   icechunk {s3['icechunk']:6.0f}   "

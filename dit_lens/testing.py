@@ -7,6 +7,8 @@
                          drive it with precomputed text embeddings and ``output_type="latent"`` (the embedded
                          model's row: prompts and images), so a denoising loop runs in milliseconds
     lens(row_id)         -> (Lens, kwargs) of a row, validated with a one-step call of those kwargs
+    s3_server(bucket)    a loopback S3 server (moto) in its own process, pausable with SIGSTOP: (process, fsspec
+                         storage options) -- for tests and benchmarks of object storage
     medium_flux(batch, size)   a Flux of moderate size (width 384, 4 + 8 blocks) for CPU benchmarks
     flux_dev(batch, device)    a transformer of Flux.1-dev's configuration in bf16 at 1024 x 1024 (GPU benchmarks)
 
@@ -16,12 +18,13 @@ on every row, with the CFG style each row's arguments select by the adapter's ow
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Row", "ROWS", "IMAGE_ROWS", "lens", "medium_flux", "flux_dev"]
+__all__ = ["Row", "ROWS", "IMAGE_ROWS", "lens", "s3_server", "medium_flux", "flux_dev"]
 
 
 def _embeds(b, t, d, seed=0):
@@ -287,6 +290,46 @@ def lens(row: str, batch: int = 2):
 
     pipe, kw = (ROWS[row] if row in ROWS else IMAGE_ROWS[row]).build(batch)
     return Lens(pipe, example=dict(kw, num_inference_steps=1)), kw
+
+
+@contextlib.contextmanager
+def s3_server(bucket: str = "acts"):
+    """An S3-protocol server (moto, a test dependency) on 127.0.0.1 in its own process, so that it can be paused
+    (SIGSTOP) like a stalled endpoint: connections are accepted by the kernel, nothing answers. Yields the process and
+    fsspec storage options; the server is killed on exit."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import boto3
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s",
+                              region_name="us-east-1")
+        for _ in range(300):
+            try:
+                client.create_bucket(Bucket=bucket)
+                break
+            except Exception:  # noqa: BLE001 - not listening yet
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"the S3 test server at {endpoint} did not start")
+        yield proc, {"key": "k", "secret": "s", "endpoint_url": endpoint,
+                     "client_kwargs": {"region_name": "us-east-1"},
+                     "config_kwargs": {"request_checksum_calculation": "when_required",
+                                       "response_checksum_validation": "when_required"}}
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.kill()
+        proc.wait()
 
 
 def medium_flux(batch=4, size=256):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -20,6 +19,7 @@ import pytest
 from dit_lens import Lens, StoreError, StoreTimeoutError, record
 from dit_lens.store import open_store
 from dit_lens.store._claims import _boot_id, _start_time, claim
+from dit_lens.testing import s3_server as moto_server
 
 PROMPTS = [f"a {c} circle on a blue background" for c in ("red", "green", "white", "black", "yellow", "orange")]
 KW = dict(names="double.*.img.resid_post", num_inference_steps=4, batch_size=2, progress=False)
@@ -29,37 +29,6 @@ HOST = socket.gethostname()
 @pytest.fixture(scope="module")
 def tiny_lens():
     return Lens("tiny")
-
-
-@contextlib.contextmanager
-def moto_server():
-    """An S3-protocol server (moto) in its own process, so that it can be paused (SIGSTOP) like a stalled endpoint:
-    connections are accepted by the kernel, nothing answers."""
-    import boto3
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s",
-                              region_name="us-east-1")
-        for _ in range(300):
-            try:
-                client.create_bucket(Bucket="acts")
-                break
-            except Exception:  # noqa: BLE001 - not listening yet
-                time.sleep(0.1)
-        yield proc, {"key": "k", "secret": "s", "endpoint_url": endpoint,
-                     "client_kwargs": {"region_name": "us-east-1"},
-                     "config_kwargs": {"request_checksum_calculation": "when_required",
-                                       "response_checksum_validation": "when_required"}}
-    finally:
-        proc.send_signal(signal.SIGCONT)
-        proc.kill()
-        proc.wait()
 
 
 def _recorder_threads() -> list:
