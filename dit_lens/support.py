@@ -87,7 +87,8 @@ def _row_checks(key: str, row) -> dict:
 
     def reads():
         module, pick = _block_output(lens, name)
-        seen, calls = [], pipe.transformer.register_forward_pre_hook(lambda m, a: state.__setitem__(
+        seen = []
+        counter = pipe.transformer.register_forward_pre_hook(lambda m, a: state.__setitem__(
             "calls", state.get("calls", 0) + 1))
         h = module.register_forward_hook(lambda m, a, k, o: seen.append(pick(o).detach().clone()), with_kwargs=True)
         try:  # the plain pipeline, seeded as Lens.generate(seed=0) seeds its rows
@@ -96,28 +97,26 @@ def _row_checks(key: str, row) -> dict:
                      **({"prompt": prompts} if prompts else {}))
         finally:
             h.remove()
-            calls.remove()
+            counter.remove()
         calls = [(s, b) for s in range(steps) for b in branches]
         return len(seen) == len(calls) and all(torch.equal(base.cache[name, s, b], v) for (s, b), v in
                                                zip(calls, seen))
     attempt("reads", reads)
-    C = base.cache[name, 0, branches[0]].shape[-1]
-    ones = torch.ones(C)
-    source = {1: base.cache[name, 0, branches[0]]}
+    b0 = branches[0]
+    C = base.cache[name, 0, b0].shape[-1]
+    source = {1: base.cache[name, 0, b0]}
     edits = {"zero": (zero(name, steps=[1], channels=[0]), lambda v, b: torch.all(v[..., 0] == 0)),
              "scale": (scale(name, 2.0, steps=[1]), lambda v, b: torch.allclose(v, 2 * b)),
              "set_to": (set_to(name, 3.0, steps=[1], channels=[1]), lambda v, b: torch.all(v[..., 1] == 3)),
-             "add": (add(name, ones, steps=[1]), lambda v, b: torch.allclose(v, b + 1)),
-             "patch": (patch(name, source, steps=[1], cfg=branches[0] if len(branches) > 1 else None),
-                       lambda v, b: True)}
+             "add": (add(name, torch.ones(C), steps=[1]), lambda v, b: torch.allclose(v, b + 1)),
+             "patch": (patch(name, source, steps=[1], cfg=b0 if len(branches) > 1 else None),
+                       lambda v, b: torch.equal(v, source[1]))}
+    edited = {"patch": [b0]}  # the branches each edit applies to (default every branch)
     for kind, (edit, holds) in edits.items():
-        def check(edit=edit, holds=holds, kind=kind):
+        def check(edit=edit, holds=holds, on=edited.get(kind, branches)):
             g = lens.generate(cache=name, edits=[edit], **run)
             first = all(torch.equal(g.cache[name, 0, b], base.cache[name, 0, b]) for b in branches)
-            b0 = branches[0]
-            if kind == "patch":
-                return first and torch.equal(g.cache[name, 1, b0], source[1])
-            return first and all(holds(g.cache[name, 1, b], base.cache[name, 1, b]) for b in branches)
+            return first and all(holds(g.cache[name, 1, b], base.cache[name, 1, b]) for b in on)
         attempt(kind, check)
     attempt("cfg", lambda: state.get("calls") == steps * lens.calls_per_step(**kw) == steps * len(branches))
 
@@ -134,13 +133,12 @@ def _row_checks(key: str, row) -> dict:
             ds = open_store(url)
             if not bool(ds.complete.all()):
                 return False
-            same = lens.generate(cache=name, num_inference_steps=n, generator=[torch.Generator().manual_seed(0)
-                                                                               for _ in range(2)], **kw,
+            same = lens.generate(cache=name, cache_cfg="cond", num_inference_steps=n, **kw,
+                                 generator=[torch.Generator().manual_seed(0) for _ in range(2)],
                                  **({"prompt": prompts} if prompts else {}))  # record seeds each sample by its seed
-            live = same.cache[name, steps - 1, "cond" if "cond" in branches else branches[0]]
+            live = same.cache[name, steps - 1]  # the cond rows, as the store keeps them
             stored = torch.as_tensor(ds.dit.sel(name).isel(step=-1).values)
-            rows = live[-2:] if live.shape[0] == 4 else live  # batched CFG: [uncond; cond], the store keeps cond
-            return torch.equal(stored, rows.float())
+            return torch.equal(stored, live.float())
         if attempt("record", recorded):
             attempt("detect", lambda: len(detect(url, k=2).per_name[name]["top"]) == 2)
     return out
