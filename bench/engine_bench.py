@@ -82,7 +82,7 @@ class DitLens:
         import zarr
         from zarr.api import asynchronous
 
-        from dit_lens.store.schema import bounded_sync
+        from dit_lens.store._chunks import bounded_sync
 
         return zarr.Group(bounded_sync(asynchronous.open_group(self.url, mode="r+", storage_options=self.so)))
 

@@ -3,6 +3,8 @@
     chunk_writer(arr) -> ChunkWriter | None   for a zarr v3 array stored as [bytes (little-endian), blosc] or with a
                                               crc32c checksum after blosc (the store's codecs), else None
     chunk_codecs(arr), crc32c(data)           the same pipeline's parts, for readers that check chunks
+    bounded_sync(coro, timeout)               run a storage coroutine on zarr's loop, cancelled there past its bound
+                                              (default zarr's ``async.timeout``)
     ChunkWriter.write_many([(coords, block)]) encode chunks at grid positions ``coords`` and queue their bytes
                                               (returns the futures of their request rounds)
                                               for the store, stored concurrently (one request round on object
@@ -33,13 +35,29 @@ import numpy as np
 
 from ..errors import ArgumentError, StoreTimeoutError
 
-__all__ = ["ChunkWriter", "chunk_writer", "chunk_codecs", "crc32c"]
+__all__ = ["ChunkWriter", "chunk_writer", "chunk_codecs", "crc32c", "bounded_sync"]
+
+_CONFIGURED = object()  # bounded_sync's default: zarr's async.timeout
+
+
+def bounded_sync(coro, timeout=_CONFIGURED):
+    """Run ``coro`` on zarr's event loop, bounded by ``timeout`` seconds (default zarr's ``async.timeout``, which
+    ``record`` sets to its storage timeout; None: unbounded): past it the coroutine is cancelled on that loop,
+    leaving no task pending, and TimeoutError is raised."""
+    import zarr
+    from zarr.core.sync import sync
+
+    if timeout is _CONFIGURED:
+        timeout = zarr.config.get("async.timeout")
+    if timeout is None:
+        return sync(coro)
+    return sync(asyncio.wait_for(coro, timeout), timeout=2 * timeout + 10)  # the outer bound: a cancellation that
+    # itself hangs
 
 
 class ChunkWriter:
     def __init__(self, arr, blosc, checksum: bool = False, pending: int = 8, timeout: float | None = None):
         from zarr.core.buffer import default_buffer_prototype
-        from zarr.core.sync import sync
 
         self.arr, self.blosc, self.checksum = arr, blosc, checksum
         self.chunks = tuple(arr.chunks)
@@ -47,7 +65,6 @@ class ChunkWriter:
         self.fill = arr.fill_value
         self.prefix = f"{arr.path}/" if arr.path else ""
         self._buffer = default_buffer_prototype().buffer
-        self._sync = sync
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dit-lens-chunks")
         self._pending: deque = deque()  # (future, chunks in it), oldest first
         self._queued = 0  # chunks in self._pending
@@ -102,10 +119,9 @@ class ChunkWriter:
             datas = [d + crc32c(d) for d in datas]
 
         async def put_all():  # cancelled, its requests with it, when the store does not take it in time
-            await asyncio.wait_for(asyncio.gather(*(self.arr.store.set(k, self._buffer.from_bytes(d))
-                                                    for k, d in zip(keys, datas))), self.timeout)
+            await asyncio.gather(*(self.arr.store.set(k, self._buffer.from_bytes(d)) for k, d in zip(keys, datas)))
         try:
-            self._sync(put_all())
+            bounded_sync(put_all(), self.timeout)
         except TimeoutError:
             raise StoreTimeoutError(f"the store did not complete {len(keys)} chunk writes ({keys[0]}, ...) "
                                     f"within {self.timeout:g} s") from None

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..errors import StoreError, StoreTimeoutError
+from ._chunks import bounded_sync
 
 __all__ = ["SCHEMA_VERSION", "STATS", "ENCODINGS", "Layout", "layers_per_chunk", "compressors", "create",
            "open_group", "read_layout", "decode", "uint8_images"]
@@ -201,21 +202,6 @@ def uint8_images(images) -> np.ndarray | None:
             return None
         return (images * 255).round().astype(np.uint8)
     return None
-
-
-def bounded_sync(coro):
-    """Run ``coro`` on zarr's event loop, bounded by zarr's ``async.timeout`` (the recorder's storage timeout): past
-    it the coroutine is cancelled on that loop, leaving no task pending, and TimeoutError is raised."""
-    import asyncio
-
-    import zarr
-    from zarr.core.sync import sync
-
-    timeout = zarr.config.get("async.timeout")
-    if timeout is None:
-        return sync(coro)
-    return sync(asyncio.wait_for(coro, timeout), timeout=2 * timeout + 10)  # the outer bound: a cancellation that
-    # itself hangs
 
 
 def open_group(url: str, storage_options: dict | None = None, mode: str = "r+"):
