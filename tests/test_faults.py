@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -162,11 +163,15 @@ def test_a_writer_renews_its_lease_while_it_holds_claims(tmp_path):
     assert not os.path.exists(url + ".claims")
 
 
-def test_racing_writers_on_s3_get_disjoint_claims_and_one_of_them_wins():
-    """Conditional writes (If-None-Match) make S3 claims exclusive: 20 races, never both, never neither."""
-    with moto_server() as (_, opts):
-        for trial in range(20):
-            url = f"s3://acts/race{trial}.zarr"
+@pytest.mark.parametrize("where, trials", [("disk", 50), ("s3", 20)])
+def test_racing_writers_get_disjoint_claims_and_one_of_them_wins(where, trials, tmp_path):
+    """Races of two writers claiming overlapping samples at the same moment: never both, never neither. Exclusive
+    file creation on a local disk, conditional writes (If-None-Match) on S3."""
+    import fsspec
+
+    with moto_server() if where == "s3" else contextlib.nullcontext((None, None)) as (_, opts):
+        for trial in range(trials):
+            url = f"s3://acts/race{trial}.zarr" if opts else str(tmp_path / f"race{trial}.zarr")
             wanted = ([0, 1, 2, 3], [2, 3, 4, 5]) if trial % 2 else ([0, 1, 2], [0, 1, 2])
             start, results = threading.Barrier(2), [None, None]
 
@@ -181,10 +186,11 @@ def test_racing_writers_on_s3_get_disjoint_claims_and_one_of_them_wins():
             [t.join() for t in threads]
             winners = [r for r in results if r != "refused"]
             assert len(winners) == 1, (trial, results)
-            import fsspec
-
-            fs, root = fsspec.core.url_to_fs(url + ".claims", **opts)
+            fs, root = fsspec.core.url_to_fs(url + ".claims", **(opts or {}))
             held = sorted(p.rsplit("/", 1)[1] for p in fs.ls(root, refresh=True) if "/sample-" in p)
             assert held == [f"sample-{s}" for s in wanted[results.index(winners[0])]], (trial, held)
             winners[0].release()
-            assert not fs.ls(root, refresh=True) if fs.exists(root) else True
+            if where == "disk":
+                assert not os.path.exists(url + ".claims")
+            else:
+                assert not fs.ls(root, refresh=True) if fs.exists(root) else True

@@ -553,34 +553,6 @@ def test_resume_refuses_a_different_run_and_lists_the_differences(tiny_lens, tmp
     assert bool(open_store(url).complete.all())
 
 
-def test_racing_writers_get_disjoint_claims_and_one_of_them_wins(tmp_path):
-    """50 races of two writers claiming overlapping samples at the same moment: never both, never neither."""
-    import threading
-
-    from dit_lens.store._claims import claim
-
-    for trial in range(50):
-        url = str(tmp_path / f"race{trial}.zarr")
-        wanted = ([0, 1, 2, 3], [2, 3, 4, 5]) if trial % 2 else ([0, 1, 2], [0, 1, 2])
-        start, results = threading.Barrier(2), [None, None]
-
-        def writer(i):
-            start.wait()
-            try:
-                results[i] = claim(url, wanted[i])
-            except StoreError:
-                results[i] = "refused"
-        threads = [threading.Thread(target=writer, args=(i,)) for i in (0, 1)]
-        [t.start() for t in threads]
-        [t.join() for t in threads]
-        winners = [r for r in results if r != "refused"]
-        assert len(winners) == 1, (trial, results)
-        held = sorted(f for f in os.listdir(url + ".claims") if f.startswith("sample-"))
-        assert held == sorted(f"sample-{s}" for s in wanted[results.index(winners[0])]), (trial, held)
-        winners[0].release()
-        assert not os.path.exists(url + ".claims")
-
-
 def test_a_refused_or_failed_writer_leaves_no_claims(tiny_lens, tmp_path, monkeypatch):
     url = str(tmp_path / "c.zarr")
     kw = dict(seeds=[0], names="double.0.img.resid_post", num_inference_steps=2, progress=False)
