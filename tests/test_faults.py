@@ -92,6 +92,26 @@ def test_a_store_that_stalls_before_the_recording_starts_is_an_error_within_the_
             assert time.monotonic() - started < 30, url
 
 
+def test_flags_still_in_flight_when_the_writer_fails_are_not_reported_complete(tiny_lens, tmp_path, monkeypatch):
+    """The second batch's flag writes never finish: the error must not call those samples complete."""
+    from dit_lens.store import _chunks
+
+    release, put = threading.Event(), _chunks.ChunkWriter._put_many
+
+    def stuck_flags(self, keys, datas):
+        if keys[0].startswith("complete/") and int(keys[0].split("/")[2]) >= 2:
+            release.wait(60)
+        return put(self, keys, datas)
+    monkeypatch.setattr(_chunks.ChunkWriter, "_put_many", stuck_flags)
+    url = str(tmp_path / "f.zarr")
+    try:
+        with pytest.raises(StoreTimeoutError) as err:
+            record(tiny_lens, url, PROMPTS, storage_timeout=0.5, **KW)
+    finally:
+        release.set()
+    assert "complete in the store: samples 0-1 (2 of 6)" in str(err.value), str(err.value)
+
+
 def _claim_file(url, sample, **info):
     os.makedirs(url + ".claims", exist_ok=True)
     with open(f"{url}.claims/sample-{sample}", "w") as f:

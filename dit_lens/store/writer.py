@@ -212,8 +212,9 @@ class StoreWriter:
                     error = error or e
         if error is not None:
             raise error
-        self._stored += [s for samples, _ in self._flagged for s in samples]
-        self._flagged = []
+        if not abandon:  # every flag round was waited for; abandoned ones are judged by their futures (``stored``)
+            self._stored += [s for samples, _ in self._flagged for s in samples]
+            self._flagged = []
 
 
 def _ensure_images(group, n: int, shape: tuple) -> None:
