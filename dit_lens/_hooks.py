@@ -122,11 +122,11 @@ class HookRun:
             for name, (kind, _, spec, index), edits, keep in items:
                 stream = name.split(".")[2]
                 h = _streams.get_output(output, spec, self.step.T, stream) if kind == "out" \
-                    else _streams.get_item(output, index)
+                    else _streams.get_item(output, index, self.step.T, stream)
                 new = self._visit(name, edits, keep, h)
                 if new is not h:
                     output = _streams.set_output(output, spec, self.step.T, stream, new) if kind == "out" \
-                        else _streams.set_item(output, index, new)
+                        else _streams.set_item(output, index, new, self.step.T, stream)
             return output
         return hook
 

@@ -125,7 +125,7 @@ class Run:
         if kind == "in":
             args, kwargs = env.inputs
             return _streams.get_input(args, kwargs, spec, self.step.T, stream)
-        return _streams.get_item(env.output, index)
+        return _streams.get_item(env.output, index, self.step.T, stream)
 
     def _rows(self, h, cfg):
         """Row slice of branch ``cfg`` in this call's value, or None when this call holds no such rows."""
@@ -172,7 +172,7 @@ class Run:
             args, kwargs = env.inputs
             env.inputs = _streams.set_input(args, kwargs, spec, self.step.T, stream, value)
         else:
-            env.output = _streams.set_item(env.output, index, value)
+            env.output = _streams.set_item(env.output, index, value, self.step.T, stream)
 
     def check(self, edit, name: str, h) -> None:
         """Raise if ``edit``'s tokens or channels do not fit ``h``, this call's value of ``name`` (when the edit

@@ -4,9 +4,10 @@
     set_output(value, layout, T, stream, new)     the return value with one stream replaced
     get_input(args, kwargs, inputs, T, stream)    one stream of a block's arguments
     set_input(args, kwargs, inputs, T, stream, new) -> (args, kwargs)
-    get_item(value, index) / set_item(value, index, new)   a sub-module's output element
+    get_item(value, index, T, stream) / set_item(value, index, T, stream, new)   a sub-module's output stream
 
-``T`` is the text length, used only to split a "joint" [txt; img] tensor.
+``T`` is the text length, used only to split a "joint" [txt; img] tensor. A sub-module's ``index`` is None (its
+output is the stream), an integer (an element of its tuple output) or "joint" (its output is [txt; img]).
 """
 
 from __future__ import annotations
@@ -70,11 +71,15 @@ def set_input(args, kwargs, inputs: dict, T: int, stream: str, new):
     return tuple(args), kwargs
 
 
-def get_item(value, index):
+def get_item(value, index, T: int | None = None, stream: str = "img"):
+    if index == "joint":
+        return get_output(value, "joint", T, stream)
     return value if index is None else value[index]
 
 
-def set_item(value, index, new):
+def set_item(value, index, new, T: int | None = None, stream: str = "img"):
+    if index == "joint":
+        return set_output(value, "joint", T, stream, new)
     if index is None:
         return new
     out = list(value)

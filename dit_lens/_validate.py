@@ -176,7 +176,7 @@ def _check(blocks, seen, entered, T, arch: Arch) -> Probe:
                     sub_out = seen[(b.path, streams[stream][0])][2]
                     val = None
                     try:
-                        val = _streams.get_item(sub_out, streams[stream][1])
+                        val = _streams.get_item(sub_out, streams[stream][1], T, stream)
                     except (IndexError, TypeError):
                         pass
                     if isinstance(val, torch.Tensor) and tuple(val.shape) == tuple(post.shape):

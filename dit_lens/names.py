@@ -3,7 +3,7 @@
     FAMILIES, STREAMS, SITES   the vocabulary (double | single | blocks, img | txt, resid_pre | ... )
     Name                       a parsed name; ``str(name)`` formats it back
     parse(text)                ``"double.3.img.resid_post"`` -> Name (grammar errors say what is valid)
-    describe(valid)            a short summary of a name set (families with index ranges, streams, sites)
+    describe(valid)            a short summary of a name set (each family's index range, streams and sites)
     expand(patterns, valid)    glob patterns (``double.*.img.resid_post``) -> the matching valid names, in order;
                                a pattern matching nothing raises with the valid families, index ranges and the
                                closest match (``UnknownNameError``)
@@ -22,7 +22,7 @@ __all__ = ["FAMILIES", "STREAMS", "SITES", "Name", "parse", "describe", "expand"
 
 FAMILIES = ("double", "single", "blocks")
 STREAMS = ("img", "txt")
-SITES = ("resid_pre", "attn_out", "mlp_out", "resid_post")  # execution order within a block
+SITES = ("resid_pre", "attn_out", "attn2_out", "xattn_out", "mlp_out", "resid_post")  # execution order in a block
 
 
 @dataclass(frozen=True, order=True)
@@ -57,16 +57,17 @@ def parse(text: str) -> Name:
 
 
 def describe(valid: Sequence[str]) -> str:
-    """A short summary of a name set: families with index ranges, streams and sites."""
-    by_family: dict[str, list[int]] = {}
-    streams, sites = set(), set()
+    """A short summary of a name set: each family with its index range, streams and sites, e.g.
+    ``double.0-1 (img, txt; resid_pre, attn_out, mlp_out, resid_post)``."""
+    fams: dict[str, tuple[list, set, set]] = {}
     for n in map(parse, valid):
-        by_family.setdefault(n.family, []).append(n.index)
+        ix, streams, sites = fams.setdefault(n.family, ([], set(), set()))
+        ix.append(n.index)
         streams.add(n.stream)
         sites.add(n.site)
-    fams = ", ".join(f"{f}.0-{max(ix)}" for f, ix in by_family.items())
-    return (f"families {fams}; streams {sorted(streams)}; "
-            f"sites {[s for s in SITES if s in sites]}")
+    return "families " + ", ".join(
+        f"{f}.{min(ix)}-{max(ix)} ({', '.join(s for s in STREAMS if s in streams)}; "
+        f"{', '.join(s for s in SITES if s in sites)})" for f, (ix, streams, sites) in fams.items())
 
 
 def expand(patterns: str | Iterable[str], valid: Sequence[str]) -> list[str]:

@@ -149,6 +149,7 @@ def matrix(rows=None, check: bool = True, progress: bool = True) -> dict:
     ``check=False``: the registry only."""
     from .archs import ARCHS, IMAGE_DITS, UNSUPPORTED
     from .errors import ArgumentError
+    from .names import SITES
     from .testing import ROWS
 
     keys = sorted(ROWS) if rows is None else list(rows)
@@ -160,8 +161,8 @@ def matrix(rows=None, check: bool = True, progress: bool = True) -> dict:
         arch = ARCHS.get(cls)
         classes[cls] = {"status": "supported" if arch else "no adapter", "reason": UNSUPPORTED.get(cls),
                         "families": [f.name for f in arch.families] if arch else [],
-                        "sites": sorted({s for f in arch.families for s in f.sites} | {"resid_pre", "resid_post"})
-                        if arch else [],
+                        "sites": {f.name: [s for s in SITES if s in f.sites or s.startswith("resid")]
+                                  for f in arch.families} if arch else {},
                         "cfg": ("sequential when " + arch.sequential_cfg.scale + " > 1" if arch and
                                 arch.sequential_cfg else "batched" if arch else None),
                         "rows": {}}
@@ -197,6 +198,10 @@ def markdown(m: dict) -> str:
         for key, checks in (c["rows"] or {"(not checked)": {}}).items():
             marks = ["yes" if checks.get(k) is True else "-" if k not in checks else "**no**" for k in m["checks"]]
             lines.append(f"| `{cls}` | {key} | " + " | ".join(marks) + " |")
+    lines += ["", "Sites per family (a block of the family has each site for each stream it carries; "
+              "docs/architectures.md says what each is):", "", "| transformer class | family | sites |", "|---|---|---|"]
+    lines += [f"| `{cls}` | {fam} | {', '.join(sites)} |" for cls, c in m["classes"].items()
+              for fam, sites in (c.get("sites") or {}).items()]
     lines += ["", "No adapter yet:", ""]
     lines += [f"- `{cls}`: {c['reason']}" for cls, c in m["classes"].items() if c["status"] != "supported"]
     failures = [(cls, key, k, r) for cls, c in m["classes"].items() for key, checks in c["rows"].items()

@@ -165,7 +165,8 @@ ROWS = {
         _text(b, 32, pooled=64, negative=True), guidance_scale=5.0, height=32, width=32, output_type="latent"),
         "StableDiffusion3Pipeline", "SD3Transformer2DModel",
         dict(sample_size=32, patch_size=1, in_channels=4, num_layers=2, attention_head_dim=8, num_attention_heads=4,
-             caption_projection_dim=32, joint_attention_dim=32, pooled_projection_dim=64, out_channels=4)),
+             caption_projection_dim=32, joint_attention_dim=32, pooled_projection_dim=64, out_channels=4,
+             dual_attention_layers=(0,))),  # SD3.5's dual attention in block 0
     "pixart": Row(frozenset({"blocks"}), lambda b: dict(
         _text(b, 32, negative=True, mask=torch.long), **LATENT, guidance_scale=4.5, use_resolution_binning=False,
         negative_prompt=None),

@@ -93,6 +93,9 @@ def test_errors_raised_are_the_specific_classes(tmp_path):
     lens, kw = testing.lens("flux")
     with pytest.raises(errors.UnknownNameError, match="closest match"):
         lens.names("double.9.img.resid_post")
+    # the error lists each family's sites: Flux's single-stream blocks have attn_out, no mlp_out
+    with pytest.raises(errors.UnknownNameError, match=r"single\.0-1 \(img, txt; resid_pre, attn_out, resid_post\)"):
+        lens.names("single.0.img.mlp_out")
     with pytest.raises(errors.OutOfRangeError, match="channels index"):
         lens.generate(num_inference_steps=2, edits=[dit_lens.zero("double.0.img.resid_post", channels=[999])], **kw)
     with pytest.raises(errors.ArgumentError, match="num_inference_steps is required"):

@@ -2,7 +2,7 @@
 returning one [txt; img] tensor; CFG batched. Inside the blocks the text stream starts with 8 learned register
 tokens."""
 
-from .spec import Arch, Family, mmdit_double
+from .spec import Arch, joint, mmdit_double, single_stream
 
 __all__ = ["ARCH"]
 
@@ -10,7 +10,7 @@ ARCH = Arch(
     model_class="AuraFlowTransformer2DModel",
     families=(
         mmdit_double("joint_transformer_blocks"),
-        Family("single", "single_transformer_blocks", output="joint", inputs={"joint": ("hidden_states", 0)}),
+        single_stream(output="joint", sites={"attn_out": joint("attn"), "mlp_out": joint("ff")}),
     ),
     text_extra="register_tokens",
 )

@@ -2,7 +2,7 @@
 returning one [txt; img] tensor; the pipeline calls the transformer twice per step (cond, then uncond) whenever
 ``guidance_scale > 1``."""
 
-from .spec import Arch, Family, mmdit_double, SequentialCFG
+from .spec import Arch, SequentialCFG, mmdit_double, single_stream
 
 __all__ = ["ARCH"]
 
@@ -10,7 +10,7 @@ ARCH = Arch(
     model_class="ChromaTransformer2DModel",
     families=(
         mmdit_double(),
-        Family("single", "single_transformer_blocks", output="joint", inputs={"joint": ("hidden_states", 0)}),
+        single_stream(output="joint"),
     ),
     sequential_cfg=SequentialCFG("guidance_scale", 5.0, ()),
 )

@@ -1,5 +1,5 @@
 """CogView4Transformer2DModel (CogView4): two-stream blocks returning (img, txt) — the reverse of Flux; the pipeline
-calls the transformer twice per step (cond, then uncond) whenever ``guidance_scale > 1``."""
+calls the transformer twice per step (cond, then uncond) whenever ``guidance_scale > 1``. One ``ff`` module runs twice per block (image, then text): no ``mlp_out``."""
 
 from .spec import Arch, Family, SequentialCFG
 

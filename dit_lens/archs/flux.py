@@ -1,7 +1,7 @@
 """FluxTransformer2DModel (FLUX.1 dev/schnell/Kontext, and the embedded tiny model): double blocks then single
 blocks; both return (txt, img) in diffusers >= 0.35; true CFG when ``true_cfg_scale > 1`` with a negative prompt."""
 
-from .spec import Arch, Family, mmdit_double, SequentialCFG
+from .spec import Arch, SequentialCFG, mmdit_double, single_stream
 
 __all__ = ["ARCH"]
 
@@ -11,8 +11,7 @@ ARCH = Arch(
     pooled=("pooled_projections", 2),
     families=(
         mmdit_double(),
-        Family("single", "single_transformer_blocks", output="txt,img",
-               inputs={"img": ("hidden_states", 0), "txt": ("encoder_hidden_states", 1)}),
+        single_stream(),
     ),
     sequential_cfg=SequentialCFG("true_cfg_scale", 1.0, ("negative_prompt", "negative_prompt_embeds")),
 )

@@ -3,7 +3,7 @@
 distilled (``is_distilled=False``) call the transformer twice per step, cond then uncond, when
 ``guidance_scale > 1`` (their default is 4)."""
 
-from .spec import Arch, Family, SequentialCFG, mmdit_double
+from .spec import Arch, SequentialCFG, mmdit_double, single_stream
 
 __all__ = ["ARCH"]
 
@@ -11,7 +11,7 @@ ARCH = Arch(
     model_class="Flux2Transformer2DModel",
     families=(
         mmdit_double(),
-        Family("single", "single_transformer_blocks", output="joint", inputs={"joint": ("hidden_states", 0)}),
+        single_stream(output="joint"),
     ),
     sequential_cfg=SequentialCFG("guidance_scale", 4.0, (), pipelines=("Flux2KleinPipeline",
                                                                       "Flux2KleinInpaintPipeline"),

@@ -11,7 +11,8 @@ ARCH = Arch(
     timestep=("timestep", 4),
     text=("encoder_hidden_states", 2),
     families=(
-        Family("blocks", "transformer_blocks", output="img", inputs={"img": ("hidden_states", 0)}),
+        Family("blocks", "transformer_blocks", output="img", inputs={"img": ("hidden_states", 0)},
+               sites={"attn_out": {"img": ("attn", None)}, "mlp_out": {"img": ("img_mlp", None)}}),
     ),
     sequential_cfg=SequentialCFG("guidance_scale", 4.0, ()),
 )

@@ -1,7 +1,7 @@
 """OvisImageTransformer2DModel (Ovis-Image): FLUX-style double then single blocks, both returning (txt, img); CFG as
 a cond and an uncond call per step when ``guidance_scale > 1`` (the pipeline's default 5.0)."""
 
-from .spec import Arch, Family, mmdit_double, SequentialCFG
+from .spec import Arch, SequentialCFG, mmdit_double, single_stream
 
 __all__ = ["ARCH"]
 
@@ -9,8 +9,7 @@ ARCH = Arch(
     model_class="OvisImageTransformer2DModel",
     families=(
         mmdit_double(),
-        Family("single", "single_transformer_blocks", output="txt,img",
-               inputs={"img": ("hidden_states", 0), "txt": ("encoder_hidden_states", 1)}),
+        single_stream(),
     ),
     sequential_cfg=SequentialCFG("guidance_scale", 5.0, ()),
 )

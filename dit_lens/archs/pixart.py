@@ -8,6 +8,7 @@ ARCH = Arch(
     model_class="PixArtTransformer2DModel",
     families=(
         Family("blocks", "transformer_blocks", output="img", inputs={"img": ("hidden_states", 0)},
-               sites={"attn_out": {"img": ("attn1", None)}, "mlp_out": {"img": ("ff", None)}}),
+               sites={"attn_out": {"img": ("attn1", None)}, "xattn_out": {"img": ("attn2", None)},
+                      "mlp_out": {"img": ("ff", None)}}),
     ),
 )

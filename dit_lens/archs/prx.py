@@ -11,6 +11,7 @@ ARCH = Arch(
     timestep=("timestep", 1),
     text=("encoder_hidden_states", 2),
     families=(
-        Family("blocks", "blocks", output="img", inputs={"img": ("hidden_states", 0)}),
+        Family("blocks", "blocks", output="img", inputs={"img": ("hidden_states", 0)},
+               sites={"attn_out": {"img": ("attention", None)}, "mlp_out": {"img": ("down_proj", None)}}),
     ),
 )

@@ -7,10 +7,18 @@ checks and the sequential-CFG rule).
     Arch(model_class, families, ...)                              one diffusers transformer class;
                                                                  ``.calls_per_step(kwargs)`` is 1 or 2
     mmdit_double(path, mlp)                                      the common MM-DiT two-stream block family
+    single_stream(path, output, sites)                           the common single-stream block family (Flux-style)
+    joint(sub)                                                   a sub-site whose module returns [txt; img]
 
 Layout strings, for a block's return value (``output``) and for where its streams come in (``inputs``):
     "txt,img"  a tuple (txt, img)          "img,txt"  a tuple (img, txt)
     "img"      the image stream only        "joint"    one tensor [txt; img] split at the text length
+
+Sites inside a block (``Family.sites``), in execution order: ``attn_out`` (self-attention), ``attn2_out`` (a second
+self-attention, SD3.5's dual attention), ``xattn_out`` (cross-attention to the text), ``mlp_out`` (feed-forward).
+Each maps a stream to (sub-module path, index): index None when the module returns the stream itself, an integer for
+an element of its tuple, "joint" when it returns [txt; img] (single-stream blocks). docs/architectures.md lists, per
+family, what each site is.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ArgumentError
 
-__all__ = ["LAYOUTS", "Family", "SequentialCFG", "Arch", "mmdit_double"]
+__all__ = ["LAYOUTS", "Family", "SequentialCFG", "Arch", "mmdit_double", "single_stream", "joint"]
 
 LAYOUTS = ("txt,img", "img,txt", "img", "joint")
 
@@ -90,10 +98,31 @@ class Arch:
         return 2 if self.sequential_cfg is not None and self.sequential_cfg.active(kwargs, pipeline) else 1
 
 
-def mmdit_double(path: str = "transformer_blocks", mlp: tuple = ("ff", "ff_context"), **kw) -> Family:
+def mmdit_double(path: str = "transformer_blocks", mlp: tuple = ("ff", "ff_context"), attn2: str | None = None,
+                 **kw) -> Family:
     """The common two-stream (MM-DiT) block: takes ``hidden_states`` (img) and ``encoder_hidden_states`` (txt),
-    returns (txt, img); its ``attn`` returns (img, txt); ``mlp`` names the image and text feed-forward modules."""
+    returns (txt, img); its ``attn`` returns (img, txt); ``mlp`` names the image and text feed-forward modules;
+    ``attn2`` a second image self-attention module, where blocks have one."""
+    sites = {"attn_out": {"img": ("attn", 0), "txt": ("attn", 1)},
+             "mlp_out": {"img": (mlp[0], None), "txt": (mlp[1], None)}}
+    if attn2 is not None:
+        sites["attn2_out"] = {"img": (attn2, None)}
     return Family("double", path, output="txt,img",
-                  inputs={"img": ("hidden_states", 0), "txt": ("encoder_hidden_states", 1)},
-                  sites={"attn_out": {"img": ("attn", 0), "txt": ("attn", 1)},
-                         "mlp_out": {"img": (mlp[0], None), "txt": (mlp[1], None)}}, **kw)
+                  inputs={"img": ("hidden_states", 0), "txt": ("encoder_hidden_states", 1)}, sites=sites, **kw)
+
+
+def joint(sub: str) -> dict:
+    """Both streams of a sub-module that returns one [txt; img] tensor (split at the block's text length)."""
+    return {"img": (sub, "joint"), "txt": (sub, "joint")}
+
+
+def single_stream(path: str = "single_transformer_blocks", output: str = "txt,img", sites: dict | None = None,
+                  **kw) -> Family:
+    """The common single-stream block: text and image run as one [txt; img] sequence through ``attn`` (returning the
+    joint sequence, before the block's output projection). ``output="txt,img"``: the block takes ``hidden_states``
+    (img) and ``encoder_hidden_states`` (txt) and returns (txt, img); ``output="joint"``: it takes and returns the
+    joint tensor as ``hidden_states``."""
+    inputs = {"joint": ("hidden_states", 0)} if output == "joint" else \
+        {"img": ("hidden_states", 0), "txt": ("encoder_hidden_states", 1)}
+    return Family("single", path, output=output, inputs=inputs,
+                  sites={"attn_out": joint("attn")} if sites is None else sites, **kw)
