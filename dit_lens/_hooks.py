@@ -14,13 +14,14 @@ block runs after these.
 from __future__ import annotations
 
 from . import _streams
-from ._run import Step, _splice, argument
+from ._run import Step, _splice, argument, text_length
 from .cache import Cache
 from .errors import ArgumentError, RunError
 
 __all__ = ["BareTransformer", "HookRun", "CFG_STYLES"]
 
-CFG_STYLES = (None, "batch", "sequential")  # how a loop runs CFG: none, [uncond; cond] rows, cond then uncond calls
+CFG_STYLES = (None, "batch", "sequential")  # how a loop runs CFG: none, both branches' rows in one call (in the arch's
+# batch_order, [uncond; cond] for most), cond then uncond calls
 
 
 class BareTransformer:
@@ -52,7 +53,7 @@ class HookRun:
         self.cache, self.timesteps, self.step = Cache(), [], None
         self._calls, self._values, self._handles = 0, {}, []
         arch = lens.arch
-        self._timestep, self._text = arch.timestep, arch.text
+        self._timestep, self._text, self._more = arch.timestep, arch.text, arch.text_more
         from ._validate import text_extra
 
         self._extra = text_extra(lens.pipeline.transformer, arch)
@@ -66,7 +67,7 @@ class HookRun:
                                 f"your loop runs classifier-free guidance")
         if self.cfg == "batch":
             half = h.shape[0] // 2
-            return slice(0, half) if cfg == "uncond" else slice(half, h.shape[0])
+            return slice(0, half) if cfg == self.lens.arch.batch_order[0] else slice(half, h.shape[0])
         return slice(None) if self.step.branch == cfg else None
 
     def read(self, name: str, cfg: str | None = None):
@@ -85,11 +86,10 @@ class HookRun:
     def _begin(self, module, args, kwargs):
         call = self._calls
         self._calls += 1
-        text = argument(args, kwargs, self._text)
         t = argument(args, kwargs, self._timestep)
         branch = ("cond", "uncond")[call % 2] if self.cfg == "sequential" else "batch"
         self.step = Step(call // self.calls_per_step, call, branch,
-                         None if text is None else int(text.shape[1]) + self._extra, t)
+                         text_length(args, kwargs, self._text, self._more, self._extra), t)
         if branch != "uncond" and t is not None:
             self.timesteps.append(float(t.flatten()[0]))
         self._values = {}

@@ -27,14 +27,24 @@ __all__ = ["Step", "Run", "argument"]
 class Step:
     index: int  # denoising step
     call: int  # transformer call
-    branch: str  # "batch" (rows [uncond; cond] or no CFG) | "cond" | "uncond" (sequential CFG)
+    branch: str  # "batch" (rows of both branches, in the arch's batch_order, or no CFG) | "cond" | "uncond"
     T: int | None  # text length of this call
     timestep: object = None
 
 
 def argument(args, kwargs, spec):
-    kw, pos = spec
+    kw, pos = spec[:2]
     return kwargs[kw] if kw in kwargs else (args[pos] if pos < len(args) else None)
+
+
+def text_length(args, kwargs, text: tuple, more: tuple = (), extra: int = 0) -> int | None:
+    """Tokens of the text stream inside the blocks of a transformer call: its text argument's, any further text
+    arguments' (``Arch.text_more``) and ``extra`` prepended tokens; None when the text argument is not a tensor."""
+    first = argument(args, kwargs, text)
+    if not hasattr(first, "shape"):
+        return None
+    return int(first.shape[1]) + extra + sum(int(v.shape[1]) for v in (argument(args, kwargs, m) for m in more)
+                                             if hasattr(v, "shape"))
 
 
 def _splice(h, rows: slice, new):
@@ -50,7 +60,8 @@ def _splice(h, rows: slice, new):
 
 class Run:
     def __init__(self, tracer, model, table: dict, *, images: int, steps: int, calls_per_step: int,
-                 order: tuple, timestep: tuple, text: tuple, text_extra: int = 0, pooled: tuple | None = None):
+                 order: tuple, timestep: tuple, text: tuple, text_extra: int = 0, text_more: tuple = (),
+                 pooled: tuple | None = None, batch_order: tuple = ("uncond", "cond")):
         self.tracer = tracer
         self.model = model  # the root envoy: its pipeline's scheduler says how many steps the run makes
         self.transformer = model.transformer
@@ -60,6 +71,7 @@ class Run:
         self.calls_per_step = calls_per_step
         self.order = order
         self._timestep, self._text, self._text_extra, self._pooled = timestep, text, text_extra, pooled
+        self._text_more, self.batch_order = text_more, batch_order
         self.step: Step | None = None
 
     def _envoy(self, path: str):
@@ -80,10 +92,9 @@ class Run:
     def _enter(self, call: int) -> Step:
         args, kwargs = self.transformer.inputs
         t = argument(args, kwargs, self._timestep)
-        text = argument(args, kwargs, self._text)
         branch = "batch" if self.calls_per_step == 1 else self.order[call % self.calls_per_step]
         self.step = Step(call // self.calls_per_step, call, branch,
-                         None if text is None else int(text.shape[1]) + self._text_extra, t)
+                         text_length(args, kwargs, self._text, self._text_more, self._text_extra), t)
         return self.step
 
     def _steps_run(self) -> int:
@@ -134,7 +145,7 @@ class Run:
         rows = h.shape[0]
         if self.step.branch == "batch":
             if rows == 2 * self.images:
-                return slice(0, self.images) if cfg == "uncond" else slice(self.images, rows)
+                return slice(0, self.images) if cfg == self.batch_order[0] else slice(self.images, rows)
             if cfg == "cond" and rows == self.images:
                 return slice(None)  # no CFG in this run: every row is conditional
             raise ArgumentError(f"cfg={cfg!r} but this run's transformer calls hold {rows} rows for {self.images} "

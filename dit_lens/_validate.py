@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import _streams
-from ._run import argument
+from ._run import argument, text_length
 from .archs import Arch
 from .errors import AdapterMismatch
 from .names import SITES
@@ -81,8 +81,7 @@ def probe(pipeline, arch: Arch, example: dict) -> Probe:
     def pre_transformer(module, args, kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
-            text = argument(args, kwargs, arch.text)
-            calls["T"] = text.shape[1] + text_extra(transformer, arch) if isinstance(text, torch.Tensor) else None
+            calls["T"] = text_length(args, kwargs, arch.text, arch.text_more, text_extra(transformer, arch))
             if arch.pooled is not None:
                 pooled = argument(args, kwargs, arch.pooled)
                 calls["pooled"] = tuple(pooled.shape) if isinstance(pooled, torch.Tensor) else type(pooled).__name__

@@ -9,7 +9,8 @@
     BRANCHES                    the branch labels, in their sort order
 
 A value's branch says which rows it holds: ``"cond"`` the conditional rows (every row of a run without CFG),
-``"uncond"`` the unconditional rows, ``"batch"`` every row of a call that batches both as ``[uncond; cond]``.
+``"uncond"`` the unconditional rows, ``"batch"`` every row of a call that batches both, in the architecture's
+order (``lens.arch.batch_order``: ``[uncond; cond]``, or ``[cond; uncond]`` on Lumina-Next).
 Pipelines that run CFG as two transformer calls per step (Qwen-Image, CogView4, Chroma, Flux with
 ``true_cfg_scale``) record ``"cond"`` and ``"uncond"`` values; batched ones (SD3, PixArt, Sana, the embedded
 model) record ``"batch"`` unless a run asks for one branch (``cache_cfg=``).

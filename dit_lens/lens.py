@@ -291,7 +291,8 @@ class Lens:
         return Run(tracer, self.model, self._table, images=_count_images(prompt, kwargs),
                    steps=num_inference_steps, calls_per_step=self.calls_per_step(**kwargs),
                    order=cfg.order if cfg else ("cond",), timestep=self.arch.timestep, text=self.arch.text,
-                   text_extra=text_extra(self.pipeline.transformer, self.arch), pooled=self.arch.pooled)
+                   text_extra=text_extra(self.pipeline.transformer, self.arch), text_more=self.arch.text_more,
+                   pooled=self.arch.pooled, batch_order=self.arch.batch_order)
 
     @staticmethod
     def check_steps(num_inference_steps) -> int:
@@ -342,9 +343,11 @@ class Lens:
         kwargs = {} if kwargs is None else kwargs
         tokens = self.shape(name)[0]
         if name.split(".")[2] == "txt":
-            emb = kwargs.get("prompt_embeds" if branch == "cond" else "negative_prompt_embeds")
-            return int(emb.shape[1]) + text_extra(self.pipeline.transformer, self.arch) if hasattr(emb, "shape") \
-                else None  # a prompt's length is the tokenizer's to say
+            prefix = "" if branch == "cond" else "negative_"
+            parts = [kwargs.get(prefix + k) for k in ("prompt_embeds", *(m[2] for m in self.arch.text_more))]
+            if not all(hasattr(p, "shape") for p in parts):
+                return None  # a prompt's length is the tokenizer's to say
+            return sum(int(p.shape[1]) for p in parts) + text_extra(self.pipeline.transformer, self.arch)
         size, size0 = (kwargs.get("height"), kwargs.get("width")), (self.example.get("height"),
                                                                      self.example.get("width"))
         if size == size0 and kwargs.get("image") is None:
@@ -450,7 +453,7 @@ class Lens:
               cache_cfg: str | None = None, cfg=None, watch=(), on_call=None) -> _hooks.HookRun:
         """Edits and reads by plain torch hooks while the block is open, for a loop you run yourself (a bare
         transformer, or a pipeline you call): each transformer call is one step (``cfg="sequential"``: a cond and an
-        uncond call per step; ``"batch"``: rows [uncond; cond]; default the lens's ``cfg``). Names and indices are
+        uncond call per step; ``"batch"``: both branches' rows, in ``lens.arch.batch_order``; default the lens's ``cfg``). Names and indices are
         checked here, steps when the block closes; ``.cache`` and ``.timesteps`` are filled as the loop runs::
 
             with lens.hooks(cache="single.*.img.resid_post", edits=[zero("double.1.img.resid_post")]) as run:

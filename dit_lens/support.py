@@ -163,8 +163,8 @@ def matrix(rows=None, check: bool = True, progress: bool = True) -> dict:
                         "families": [f.name for f in arch.families] if arch else [],
                         "sites": {f.name: [s for s in SITES if s in f.sites or s.startswith("resid")]
                                   for f in arch.families} if arch else {},
-                        "cfg": ("sequential when " + arch.sequential_cfg.scale + " > 1" if arch and
-                                arch.sequential_cfg else "batched" if arch else None),
+                        "cfg": (arch.sequential_cfg.describe() if arch and arch.sequential_cfg
+                                else "batched" if arch else None),
                         "rows": {}}
     if check:
         from tqdm.auto import tqdm

@@ -19,6 +19,7 @@ on every row, with the CFG style each row's arguments select by the adapter's ow
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 from dataclasses import dataclass, field
 
@@ -55,6 +56,11 @@ def _text(b, d, *, pooled=None, negative=False, mask=None, mask_key="prompt_atte
 
 
 LATENT = dict(height=64, width=64, output_type="latent")
+
+
+def _suffix(kw: dict, suffix: str) -> dict:
+    """Keyword arguments for a second text encoder: ``prompt_embeds`` -> ``prompt_embeds_2`` and so on."""
+    return {k + suffix: v for k, v in kw.items()}
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,30 @@ def _longcat_embeds():
     return LongCatImageEmbedsPipeline
 
 
-_SHIMS = {"LongCatImageEmbedsPipeline": _longcat_embeds}  # pipeline classes rows need beyond diffusers' own
+def _fibo_embeds():
+    """BriaFiboPipeline as in diffusers, except that it takes precomputed text (``prompt_embeds``, ``prompt_layers``:
+    one hidden state per text-encoder layer, and their negatives) instead of running its text encoder: diffusers
+    0.42.1's pipeline has no embeddings argument."""
+    from diffusers import BriaFiboPipeline
+
+    class BriaFiboEmbedsPipeline(BriaFiboPipeline):
+        def __call__(self, prompt_embeds=None, prompt_layers=None, negative_prompt_embeds=None,
+                     negative_prompt_layers=None, **kwargs):
+            self._embeds = (prompt_embeds, negative_prompt_embeds, prompt_layers, negative_prompt_layers)
+            return super().__call__(prompt=[""] * prompt_embeds.shape[0], **kwargs)
+
+        def encode_prompt(self, prompt, device=None, num_images_per_prompt=1, guidance_scale=5, **kwargs):
+            pos, neg, layers, neg_layers = self._embeds
+            b, t = pos.shape[:2]
+            ones = torch.ones(b, t, dtype=pos.dtype, device=pos.device)
+            return (pos, neg if guidance_scale > 1 else None, torch.zeros(b, t, 3, device=pos.device), ones,
+                    ones if guidance_scale > 1 else None, list(layers),
+                    list(neg_layers) if guidance_scale > 1 else None)
+    return BriaFiboEmbedsPipeline
+
+
+# pipeline classes rows need beyond diffusers' own
+_SHIMS = {"LongCatImageEmbedsPipeline": _longcat_embeds, "BriaFiboEmbedsPipeline": _fibo_embeds}
 
 _FLUX = dict(patch_size=1, in_channels=4, num_layers=2, num_single_layers=2, attention_head_dim=16,
              num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8])
@@ -236,7 +265,56 @@ ROWS = {
         dict(patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=2,
              joint_attention_dim=16, axes_dims_rope=(8, 4, 4), num_experts=4, moe_intermediate_dim=16,
              capacity_factors=8.0)),
+    # HunyuanImage 2.1 with both text encoders' embeddings (glyph byT5 second); its guiders run CFG as two calls
+    "hunyuanimage": Row(frozenset({"double", "single"}), lambda b: dict(
+        _text(b, 32, negative=True, t=7, neg_t=5, mask=torch.long, mask_key="prompt_embeds_mask"),
+        **_suffix(_text(b, 32, negative=True, t=5, neg_t=3, mask=torch.long, mask_key="prompt_embeds_mask"), "_2"),
+        height=128, width=64, output_type="latent"),
+        "HunyuanImagePipeline", "HunyuanImageTransformer2DModel",
+        dict(in_channels=4, out_channels=4, num_attention_heads=4, attention_head_dim=8, num_layers=1,
+             num_single_layers=2, num_refiner_layers=1, patch_size=(1, 1), text_embed_dim=32, text_embed_2_dim=32,
+             rope_axes_dim=(4, 4)),
+        parts=dict(guider=("AdaptiveProjectedMixGuidance", {}), ocr_guider=("AdaptiveProjectedMixGuidance", {}))),
+    # GLM-Image: prior tokens (from its autoregressive model) given directly, one per image token
+    "glm_image": Row(frozenset({"double"}), lambda b: dict(
+        _text(b, 32, negative=True, t=7), height=64, width=32, output_type="latent", guidance_scale=1.5,
+        prior_token_ids=torch.randint(0, 128, (b, 8), generator=torch.Generator().manual_seed(5))),
+        "GlmImagePipeline", "GlmImageTransformer2DModel",
+        dict(patch_size=2, in_channels=4, out_channels=4, num_layers=2, attention_head_dim=8, num_attention_heads=2,
+             text_embed_dim=32, time_embed_dim=16, condition_dim=8, prior_vq_quantizer_codebook_size=128)),
+    # HunyuanDiT: CLIP-like and T5 text of exactly text_len and text_len_t5 tokens; blocks after the middle take a
+    # skip input from an earlier block
+    "hunyuandit": Row(frozenset({"blocks"}), lambda b: dict(
+        _text(b, 8, negative=True, t=7, mask=torch.long),
+        **_suffix(_text(b, 8, negative=True, t=5, mask=torch.long), "_2"), height=64, width=32,
+        output_type="latent", guidance_scale=5.0, use_resolution_binning=False),
+        "HunyuanDiTPipeline", "HunyuanDiT2DModel",
+        dict(sample_size=8, patch_size=2, in_channels=4, num_layers=4, attention_head_dim=8, num_attention_heads=2,
+             cross_attention_dim=8, cross_attention_dim_t5=8, pooled_projection_dim=4, hidden_size=16, text_len=7,
+             text_len_t5=5, activation_fn="gelu-approximate"), scheduler="DDPMScheduler",
+        options=dict(requires_safety_checker=False)),
+    # Lumina-Next: CFG batched as [cond; uncond], the reverse of the others
+    "lumina_next": Row(frozenset({"blocks"}), lambda b: dict(
+        _text(b, 32, negative=True, t=7, mask=torch.long), height=64, width=32, output_type="latent",
+        guidance_scale=4.0, clean_caption=False),
+        "LuminaPipeline", "LuminaNextDiT2DModel",
+        dict(sample_size=16, patch_size=2, in_channels=4, hidden_size=24, num_layers=2, num_attention_heads=3,
+             num_kv_heads=1, multiple_of=16, ffn_dim_multiplier=None, norm_eps=1e-5, learn_sigma=True, qk_norm=True,
+             cross_attention_dim=32, scaling_factor=1.0)),
+    # Bria-FIBO: each block's text stream is half the previous block's text, half one text-encoder layer
+    "bria_fibo": Row(frozenset({"double", "single"}), lambda b: dict(
+        _text(b, 64, negative=True, t=7), prompt_layers=[_embeds(b, 7, 32, seed=10 + i) for i in range(4)],
+        negative_prompt_layers=[_embeds(b, 7, 32, seed=20 + i) for i in range(4)], height=64, width=32,
+        output_type="latent", guidance_scale=5.0),
+        "BriaFiboEmbedsPipeline", "BriaFiboTransformer2DModel",
+        dict(patch_size=1, in_channels=48, num_layers=2, num_single_layers=2, attention_head_dim=8,
+             num_attention_heads=2, joint_attention_dim=64, text_encoder_dim=32, pooled_projection_dim=None,
+             axes_dims_rope=[0, 4, 4])),
 }
+# the guidance-distilled variant: no guiders, one call per step
+ROWS["hunyuanimage_distilled"] = dataclasses.replace(
+    ROWS["hunyuanimage"], config=dict(ROWS["hunyuanimage"].config, guidance_embeds=True), parts={},
+    call=lambda b: dict(ROWS["hunyuanimage"].call(b), distilled_guidance_scale=3.5))
 
 
 def _image(b: int, side: int = 32) -> torch.Tensor:

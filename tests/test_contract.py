@@ -98,8 +98,11 @@ def test_cache_keys_are_the_same_on_every_architecture(case):
         held = everything.cache.branches[0]
         rows = everything.cache[name, 1]
         assert torch.equal(rows, everything.cache[name, 1, held])
-        # batched CFG holds [uncond; cond]: its cond half is what a cond-only run caches
-        assert torch.equal(rows[-_rows(kw):], cond.cache[name, 1])
+        # batched CFG holds both halves in the arch's order ([uncond; cond] for most): its cond half is what a
+        # cond-only run caches
+        half = slice(None) if rows.shape[0] == _rows(kw) else \
+            slice(0, _rows(kw)) if lens.arch.batch_order[0] == "cond" else slice(_rows(kw), None)
+        assert torch.equal(rows[half], cond.cache[name, 1])
     with pytest.raises(CacheKeyError, match="cached steps"):
         cond.cache[name, ran]
 
@@ -229,15 +232,20 @@ def test_sequential_cfg_maps_calls_to_steps():
         assert torch.all(only_uncond.cache[name, 2, "uncond"] == 0)
 
 
-def test_batch_cfg_edit_touches_one_branch():
-    pipe, kw = ROWS["sd3"].build()
+@pytest.mark.parametrize("key,name,cond_first", [("sd3", "double.0.img.resid_post", False),
+                                                 ("lumina_next", "blocks.0.img.resid_post", True)])
+def test_batch_cfg_edit_touches_one_branch(key, name, cond_first):
+    """Batched CFG rows are [uncond; cond] on SD3 and [cond; uncond] on Lumina-Next: cfg="cond" edits the right
+    half of each."""
+    pipe, kw = ROWS[key].build()
     lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
-    name = "double.0.img.resid_post"
     base = _run(lens, kw, cache=name)
     ed = _run(lens, kw, cache=name, edits=[zero(name, steps=[1], cfg="cond")])
     b, e = base.cache[name, 1], ed.cache[name, 1]
-    assert torch.equal(b[:2], e[:2])  # uncond rows first
-    assert torch.all(e[2:] == 0)
+    kept, zeroed = (slice(2, 4), slice(0, 2)) if cond_first else (slice(0, 2), slice(2, 4))
+    assert torch.equal(b[kept], e[kept]) and not torch.equal(b[zeroed], e[zeroed])
+    assert torch.all(e[zeroed] == 0)
+    assert torch.equal(b[zeroed], _run(lens, kw, cache=name, cache_cfg="cond").cache[name, 1])  # the cond half
 
 
 def _first_of_each_kind(lens) -> list[str]:

@@ -159,3 +159,32 @@ def test_record_cli_refuses_an_existing_store_before_loading_and_says_when_there
     assert "already exists: pass --resume" in err and "loading" not in err  # refused before the model loads
     assert main(args + ["--resume"]) == 0
     assert "nothing to do: all 1 samples" in capsys.readouterr().out
+
+
+def test_guiders_that_change_calls_per_step_are_refused_before_the_run():
+    """HunyuanImage runs CFG through guider components: guiders that disagree, guide over a window of steps, or
+    make more than two calls per step are clear errors, not miscounted steps."""
+    import diffusers
+
+    lens, kw = row_lens("hunyuanimage")
+    assert lens.calls_per_step(**kw) == 2
+    pipe = lens.pipeline
+    guider, ocr = pipe.guider, pipe.ocr_guider
+    try:
+        pipe.ocr_guider = diffusers.AdaptiveProjectedMixGuidance(enabled=False)
+        with pytest.raises(DitLensError, match="guiders .* differ in calls per step"):
+            lens.generate(num_inference_steps=2, **kw)
+        pipe.ocr_guider = diffusers.AdaptiveProjectedMixGuidance(start=0.5)
+        with pytest.raises(DitLensError, match="guides only from 0.5 to 1.0"):
+            lens.generate(num_inference_steps=2, **kw)
+        pipe.guider = pipe.ocr_guider = diffusers.AdaptiveProjectedMixGuidance(enabled=False)
+        assert lens.calls_per_step(**kw) == 1
+        assert lens.generate(num_inference_steps=2, cache="double.0.img.resid_post", **kw).cache.branches == ["cond"]
+    finally:
+        pipe.guider, pipe.ocr_guider = guider, ocr
+
+
+def test_a_keyword_an_adapter_cannot_follow_is_refused():
+    lens, kw = row_lens("glm_image")
+    with pytest.raises(DitLensError, match="image= is not supported.*condition image"):
+        lens.generate(num_inference_steps=2, image=[torch.zeros(3, 64, 32)], **kw)

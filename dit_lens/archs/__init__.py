@@ -18,9 +18,9 @@ import pkgutil
 
 from ..errors import AdapterMismatch, UnsupportedModelError
 from ._unsupported import IMAGE_DITS, UNSUPPORTED
-from .spec import Arch, Family, SequentialCFG
+from .spec import Arch, Family, GuiderCFG, SequentialCFG
 
-__all__ = ["ARCHS", "UNSUPPORTED", "IMAGE_DITS", "Arch", "Family", "SequentialCFG", "arch_for"]
+__all__ = ["ARCHS", "UNSUPPORTED", "IMAGE_DITS", "Arch", "Family", "GuiderCFG", "SequentialCFG", "arch_for"]
 
 
 def _load() -> dict[str, Arch]:

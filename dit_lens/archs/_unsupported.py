@@ -1,36 +1,29 @@
-"""Image DiT classes of diffusers 0.42.1 that have no adapter yet (19 of 34), each with what stands in the way (shown by
+"""Image DiT classes of diffusers 0.42.1 that have no adapter yet (14 of 34), each with what stands in the way (shown by
 ``arch_for`` when such a model is loaded, and by ``dit-lens support``). Every image DiT class of diffusers is either
 an adapter in this folder or a row here: ``tests/test_support.py`` checks it against the installed diffusers.
 
-Most need only an adapter file and a contract row (their blocks return streams in a layout dit-lens splits); the
-others need a layout or rule dit-lens does not have yet, named in the reason.
+Each needs a layout or rule dit-lens does not have yet, named in the reason.
 """
 
 from __future__ import annotations
 
 __all__ = ["UNSUPPORTED", "IMAGE_DITS"]
 
-_ROW = "blocks fit an existing layout; needs an adapter file and a contract row"
-
 UNSUPPORTED = {
-    "BriaFiboTransformer2DModel": f"double blocks (txt, img), single blocks [txt; img]: {_ROW} (its pipeline also "
-                                  "takes per-layer text embeddings)",
     "BriaFibo2Transformer2DModel": "text runs through its own `layers` with an injection schedule into the image "
                                    "blocks: needs a family per block list with injected streams",
-    "DiTTransformer2DModel": "class-conditional (no text stream); its pipeline batches CFG as [cond; uncond], the "
-                             "reverse of every text-to-image pipeline: needs a batch-order rule",
-    "DreamLiteTransformer2DModel": f"blocks return the image stream only (text by cross-attention): {_ROW}",
+    "DiTTransformer2DModel": "class-conditional: its pipeline takes class_labels, not prompts or prompt_embeds, and "
+                             "always decodes with its VAE; dit-lens counts a run's images from prompts (its CFG "
+                             "order [cond; uncond] is an adapter rule, batch_order)",
+    "DreamLiteTransformer2DModel": "the transformer inside DreamLite's UNet (DreamLiteUNetModel), as in Stable "
+                                   "Diffusion's UNets: its pipeline has no `transformer` component to read",
     "ErnieImageTransformer2DModel": "single-stream `layers` over one joint sequence whose order of text and image "
                                     "tokens must be read from its forward: needs an [img; txt] joint layout",
     "Flux3Transformer2DModel": "text and image run through separate per-modality block lists (`txt_mode_blocks`, "
                                "`mode_blocks['image']`, a ModuleDict) before joint single blocks: needs families "
                                "over a ModuleDict",
-    "GlmImageTransformer2DModel": f"two-stream blocks returning (img, txt): {_ROW}",
     "HiDreamImageTransformer2DModel": "double blocks wrapped (the real block at `.block`) returning (img, txt); single "
                                       "blocks on [img; txt], image first: needs an [img; txt] joint layout",
-    "HunyuanDiT2DModel": f"blocks return the image stream only; the second half take a `skip=` input: {_ROW}",
-    "HunyuanImageTransformer2DModel": f"text refiner, then double blocks returning (img, txt) and single blocks: "
-                                      f"{_ROW}",
     "Ideogram4Transformer2DModel": "single-stream `layers` over one joint sequence: needs its token order read "
                                    "from its forward",
     "JoyImageEditTransformer3DModel": "an editing model with a frame axis (3-D latents): needs the video token grid",
@@ -40,7 +33,6 @@ UNSUPPORTED = {
                                "its stream layout read from its forward",
     "Lumina2Transformer2DModel": "noise and context refiners, then joint `layers` over per-sample padded [img; txt] "
                                  "sequences: needs an [img; txt] joint layout with per-sample lengths",
-    "LuminaNextDiT2DModel": f"`layers` return the image stream only (text by cross-attention): {_ROW}",
     "OmniGenTransformer2DModel": "single-stream `layers` over [condition; image] sequences of varying length: needs "
                                  "a joint layout with per-sample lengths",
     "QwenImage21Transformer2DModel": "blocks take and return one joint tensor: needs its token order read from its "

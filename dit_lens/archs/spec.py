@@ -4,6 +4,8 @@ checks and the sequential-CFG rule).
     Family(name, path, output, inputs, sites, txt_may_be_none)   one ModuleList of blocks
     SequentialCFG(scale, default, needs, order)                  pipelines calling the transformer once per branch;
                                                                  ``.active(kwargs)`` says whether a call does
+    GuiderCFG(components, order)                                 the same, decided by the pipeline's guider
+                                                                 components (diffusers' ``guiders``)
     Arch(model_class, families, ...)                              one diffusers transformer class;
                                                                  ``.calls_per_step(kwargs)`` is 1 or 2
     mmdit_double(path, mlp)                                      the common MM-DiT two-stream block family
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ArgumentError
 
-__all__ = ["LAYOUTS", "Family", "SequentialCFG", "Arch", "mmdit_double", "single_stream", "joint"]
+__all__ = ["LAYOUTS", "Family", "SequentialCFG", "GuiderCFG", "Arch", "mmdit_double", "single_stream", "joint"]
 
 LAYOUTS = ("txt,img", "img,txt", "img", "joint")
 
@@ -78,6 +80,47 @@ class SequentialCFG:
         return scale is not None and scale > 1 and (not self.needs or any(kwargs.get(k) is not None
                                                                             for k in self.needs))
 
+    def describe(self) -> str:
+        return f"sequential when {self.scale} > 1"
+
+
+@dataclass(frozen=True)
+class GuiderCFG:
+    """The pipeline runs guidance through diffusers guider components (``components``: attribute names on the
+    pipeline): one transformer call per condition the guider holds, conditional first. dit-lens reads one call
+    (guidance off, or a guider with one condition) or two (classifier-free guidance); a guider with more conditions
+    (e.g. perturbed-attention guidance) is refused. Where the pipeline picks one of several guiders per prompt
+    (HunyuanImage's OCR guider), they must agree."""
+
+    components: tuple = ("guider",)
+    order: tuple = ("cond", "uncond")
+
+    def active(self, kwargs: dict, pipeline=None) -> bool:
+        if pipeline is None:
+            return False
+        counts = {}
+        for name in self.components:
+            guider = getattr(pipeline, name, None)
+            if guider is None:
+                continue
+            counts[name] = int(guider.num_conditions) if getattr(guider, "_enabled", True) else 1
+            window = (getattr(guider, "_start", 0.0), getattr(guider, "_stop", 1.0))
+            if counts[name] > 1 and window != (0.0, 1.0):
+                raise ArgumentError(f"{type(pipeline).__name__}.{name} guides only from {window[0]} to {window[1]} "
+                                    f"of the steps, so steps differ in transformer calls; dit-lens needs the same "
+                                    f"calls every step (start=0.0, stop=1.0)")
+        if any(n > 2 for n in counts.values()):
+            raise ArgumentError(f"{type(pipeline).__name__}'s guiders {counts} make more than two transformer "
+                                f"calls per step; dit-lens reads one (no guidance) or two (cond, uncond)")
+        if len(set(counts.values())) > 1:
+            raise ArgumentError(f"{type(pipeline).__name__} picks one of its guiders per prompt and they differ in "
+                                f"calls per step ({counts}); set them alike (e.g. pipe.ocr_guider = "
+                                f"pipe.guider) so every step makes the same calls")
+        return set(counts.values()) == {2}
+
+    def describe(self) -> str:
+        return f"sequential when the pipeline's {' / '.join(self.components)} has two conditions"
+
 
 @dataclass(frozen=True)
 class Arch:
@@ -87,27 +130,38 @@ class Arch:
     text: tuple = ("encoder_hidden_states", 1)  # (keyword, position) of its text-embedding argument
     # (keyword, position) of a pooled text embedding that conditions every block's modulation (adaLN), if any
     pooled: tuple | None = None
-    sequential_cfg: SequentialCFG | None = None
+    sequential_cfg: SequentialCFG | GuiderCFG | None = None
+    # the rows of a call that batches CFG: [uncond; cond] in most pipelines, [cond; uncond] in a few (Lumina-Next)
+    batch_order: tuple = ("uncond", "cond")
     # a transformer attribute (tensor) whose dim-1 length is prepended to the text inside the blocks (registers)
     text_extra: str | None = None
+    # further text arguments whose tokens join the text stream inside the blocks: (transformer keyword, position,
+    # the pipeline's keyword for them), e.g. HunyuanImage's glyph (byT5) embeddings
+    text_more: tuple = ()
+    # pipeline keywords dit-lens cannot follow yet, with why: (keyword, reason), refused when given (not None)
+    refuse: tuple = ()
     source: str = ""  # filled in by the registry: the file that declares this arch
 
     def calls_per_step(self, kwargs: dict, pipeline=None) -> int:
         """Transformer calls per denoising step of a call of ``pipeline`` with these keyword arguments: 2 where the
-        pipeline runs classifier-free guidance as separate cond and uncond calls, else 1."""
+        pipeline runs classifier-free guidance as separate cond and uncond calls, else 1 (an ``ArgumentError`` for
+        a keyword the adapter refuses)."""
+        for keyword, why in self.refuse:
+            if kwargs.get(keyword) is not None:
+                raise ArgumentError(f"{self.model_class}: {keyword}= is not supported by dit-lens yet ({why})")
         return 2 if self.sequential_cfg is not None and self.sequential_cfg.active(kwargs, pipeline) else 1
 
 
 def mmdit_double(path: str = "transformer_blocks", mlp: tuple = ("ff", "ff_context"), attn2: str | None = None,
-                 **kw) -> Family:
+                 output: str = "txt,img", **kw) -> Family:
     """The common two-stream (MM-DiT) block: takes ``hidden_states`` (img) and ``encoder_hidden_states`` (txt),
-    returns (txt, img); its ``attn`` returns (img, txt); ``mlp`` names the image and text feed-forward modules;
+    returns (txt, img) (``output="img,txt"``: the reverse); its ``attn`` returns (img, txt); ``mlp`` names the image and text feed-forward modules;
     ``attn2`` a second image self-attention module, where blocks have one."""
     sites = {"attn_out": {"img": ("attn", 0), "txt": ("attn", 1)},
              "mlp_out": {"img": (mlp[0], None), "txt": (mlp[1], None)}}
     if attn2 is not None:
         sites["attn2_out"] = {"img": (attn2, None)}
-    return Family("double", path, output="txt,img",
+    return Family("double", path, output=output,
                   inputs={"img": ("hidden_states", 0), "txt": ("encoder_hidden_states", 1)}, sites=sites, **kw)
 
 
