@@ -236,10 +236,10 @@ class Lens:
     def config_hash(self) -> str:
         return models.config_hash(self.pipeline)
 
-    def token_grid(self, height=None, width=None) -> tuple[int, int] | None:
-        """(rows, cols) of the image tokens for an image of ``height`` x ``width`` (square when not given), or None
-        when the token count does not factor so."""
-        n = self.img_tokens
+    def token_grid(self, height=None, width=None, tokens: int | None = None) -> tuple[int, int] | None:
+        """(rows, cols) of ``tokens`` image tokens (default: the validation call's) for an image of ``height`` x
+        ``width`` (square when not given), or None when the token count does not factor so."""
+        n = self.img_tokens if tokens is None else tokens
         ratio = (height / width) if height and width else 1.0
         rows = int(round((n * ratio) ** 0.5))
         return (rows, n // rows) if rows and rows * (n // rows) == n else None

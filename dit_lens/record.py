@@ -136,7 +136,10 @@ def _layout(lens, prompts, seeds, names, n_steps, step_index, cfg, stats_only, i
     if len(channels) != 1:
         raise ArgumentError(f"names with different channel counts {sorted(channels)} cannot share a store")
     channels_n = channels.pop()
-    tokens = {n.split(".")[2]: lens.shape(n)[0] for n in names}
+    # this call's token counts (the image's scale with height x width; text from its embeddings), where known before
+    # the run, else the validation dry run's; the first recorded step checks them (``_check_shape``)
+    tokens = {n.split(".")[2]: lens.tokens(n, cfg, pipeline_kwargs) or lens.shape(n)[0] for n in names}
+    full_img = tokens.get("img")
     if img_tokens is not None:
         if "img" not in tokens or not 0 <= img_tokens[0] <= img_tokens[-1] < tokens["img"]:
             raise OutOfRangeError(f"img_tokens out of range 0..{tokens.get('img', 0) - 1}")
@@ -150,7 +153,7 @@ def _layout(lens, prompts, seeds, names, n_steps, step_index, cfg, stats_only, i
                  scheduler_hash=scheduler_hash(lens.pipeline), dit_lens_version=__version__,
                  num_inference_steps=n_steps,
                  pipeline_kwargs=json.dumps(pipeline_kwargs, sort_keys=True, default=_describe))
-    grid = lens.token_grid(pipeline_kwargs.get("height"), pipeline_kwargs.get("width"))
+    grid = lens.token_grid(pipeline_kwargs.get("height"), pipeline_kwargs.get("width"), tokens=full_img)
     depth = [lens.depth(x + ".img.resid_post") if f"{x}.img.resid_post" in lens else lens.depth(x + ".txt.resid_post")
              for x in layers]
     return Layout(prompts=prompts, seeds=seeds, steps=len(step_index), step_index=step_index, layers=layers,
@@ -306,6 +309,7 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
         if step.index in keep_steps:
             for name in names:
                 h = run.read(name, cfg)
+                _check_shape(layout, name, h, step.index)
                 if tok_index is not None and ".img." in name:
                     h = h[:, tok_index.to(h.device)]
                 # reduced where h lives: only per-channel numbers cross from a device to the host
@@ -339,6 +343,21 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
     if images is not None:  # before the flags: a sample flagged complete has its image
         thread.put(("image", batch, images))
     thread.put(("flush", batch))
+
+
+def _check_shape(layout, name: str, h, step: int) -> None:
+    """A value must fill its place in the store exactly: a run whose token count differs from the layout's (a call
+    at another size than the one the store was laid out for) is an error, never a partly filled store."""
+    stream = name.split(".")[2]
+    want = layout.tokens[stream]
+    if stream == "img" and layout.img_token_index is not None:  # a selection of tokens: check the whole grid
+        want = layout.grid[0] * layout.grid[1] if layout.grid else None
+    got = tuple(h.shape[1:])
+    if (want is not None and got[0] != want) or got[1] != layout.channels:
+        raise RunError(f"{name} has {got[0]} tokens x {got[1]} channels at step {step}, but the store is laid out "
+                       f"for {want} x {layout.channels} (the lens's validation call, scaled to this call's height x "
+                       f"width where both are given): pass height= and width=, or validate the lens with a call of "
+                       f"this size (Lens(..., example=...)); nothing of this batch is flagged complete")
 
 
 def _batch_embeds(kwargs: dict, batch: list, n_samples: int) -> dict:

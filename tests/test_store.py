@@ -628,3 +628,26 @@ def test_verify_reads_no_truncated_frame_in_a_store_without_checksums(tiny_lens,
     chunk = Path(url) / "img.resid_post" / "c" / "0" / "1" / "0" / "0" / "0"
     chunk.write_bytes(chunk.read_bytes()[:-100])
     assert [(b["chunk"], b["problem"]) for b in verify(url)] == [("img.resid_post/c/0/1/0/0/0", "truncated")]
+
+
+def test_a_recording_at_another_size_than_the_validation_call_is_laid_out_for_its_own_size(tmp_path):
+    """The store takes the call's token count and grid (64 x 32: 4 x 2 tokens) from its height x width, not the
+    validation call's (64 x 64); a size it cannot know before the run is an error at the first step, never a
+    partly filled store."""
+    from dit_lens.errors import RunError
+    from dit_lens.testing import lens as row_lens
+
+    lens, kw = row_lens("flux")
+    name = "double.0.img.resid_post"
+    url = record(lens, str(tmp_path / "a.zarr"), ["a", "b"], names=name, num_inference_steps=2, progress=False,
+                 **dict(kw, width=32))
+    ds = open_store(url)
+    assert ds.sizes["img_token"] == 8 and bool(ds.complete.all())
+    assert list(ds.token_row.values) == [0, 0, 1, 1, 2, 2, 3, 3] and list(ds.token_col.values) == [0, 1] * 4
+    live = lens.generate(num_inference_steps=2, seed=0, cache=name, **dict(kw, width=32)).cache
+    assert np.array_equal(ds.dit.sel(name).isel(step=1, sample=0).values, live[name, 1][0].numpy())  # seed 0
+    unknown = {k: v for k, v in kw.items() if k != "width"}  # the pipeline's default width: 256 image tokens
+    with pytest.raises(RunError, match=r"256 tokens x 32 channels at step 0, but the store is laid out for 16"):
+        record(lens, str(tmp_path / "b.zarr"), ["a", "b"], names=name, num_inference_steps=2, progress=False,
+               **unknown)
+    assert not bool(open_store(str(tmp_path / "b.zarr")).complete.any())

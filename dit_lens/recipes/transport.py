@@ -178,7 +178,8 @@ def transport(lens, *, pairs, seeds=(0,), names: str = "*.*.img.resid_post", k: 
     if explicit(scorer) and (not implements(judge, "transported") or kw.get("output_type") == "latent"):
         raise RecipeError(f"scorer {judge.name!r} cannot judge transport in this run: it needs transported() or "
                           f"similarity() on images, and the run makes {kw.get('output_type') or 'images'}")
-    grid = lens.token_grid(kw.get("height"), kw.get("width"))
+    grid = lens.token_grid(kw.get("height"), kw.get("width"),
+                           tokens=lens.tokens(lens.names("*.*.img.resid_post")[0], "cond", kw))
     masks = _subject_masks(spatial, masks, judge, grid, len(pairs))
     sources, all_seeds = _samples.grid([s for s, _ in pairs], seeds)
     targets, _ = _samples.grid([t for _, t in pairs], seeds)
