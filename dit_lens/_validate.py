@@ -38,6 +38,7 @@ class Probe:
     blocks: list  # Block, in execution order
     shapes: dict = field(default_factory=dict)  # name -> (tokens, channels)
     img_tokens: int = 0
+    grid: tuple | None = None  # video: (frames, rows, cols) of the image tokens, measured at the first call
     txt_tokens: int = 0
 
 
@@ -72,6 +73,8 @@ def _blocks(transformer, arch: Arch) -> list[Block]:
 
 def probe(pipeline, arch: Arch, example: dict) -> Probe:
     transformer = pipeline.transformer
+    if example.get("num_inference_steps", arch.min_steps) < arch.min_steps:
+        example = dict(example, num_inference_steps=arch.min_steps)
     blocks = _blocks(transformer, arch)
     seen: dict = {}  # (path, what) -> value of the first transformer call
     calls = {"n": 0, "T": None, "events": 0}
@@ -81,6 +84,11 @@ def probe(pipeline, arch: Arch, example: dict) -> Probe:
     def pre_transformer(module, args, kwargs):
         calls["n"] += 1
         if calls["n"] == 1:
+            if arch.grid is not None:
+                try:
+                    calls["grid"] = arch.grid.measure(args, kwargs, transformer.config)
+                except (KeyError, IndexError, AttributeError, TypeError, ValueError) as e:
+                    calls["grid"] = f"{type(e).__name__}: {e}"
             calls["T"] = text_length(args, kwargs, arch.text, arch.text_more, text_extra(transformer, arch))
             if arch.pooled is not None:
                 pooled = argument(args, kwargs, arch.pooled)
@@ -123,7 +131,14 @@ def probe(pipeline, arch: Arch, example: dict) -> Probe:
     if arch.pooled is not None and not (isinstance(calls["pooled"], tuple) and len(calls["pooled"]) == 2):
         raise AdapterMismatch(f"{arch.source}: declares a pooled text embedding {arch.pooled}, but the transformer "
                               f"got {calls['pooled']} there, not a (rows, dim) tensor")
-    return _check(blocks, seen, entered, calls["T"], arch)
+    result = _check(blocks, seen, entered, calls["T"], arch)
+    if arch.grid is not None:
+        grid = calls.get("grid")
+        if not isinstance(grid, tuple) or grid[0] * grid[1] * grid[2] != result.img_tokens:
+            raise AdapterMismatch(f"{arch.source}: its token grid rule {arch.grid} gives {grid} at the dry run, "
+                                  f"which is not the {result.img_tokens} image tokens the blocks carry")
+        result.grid = grid
+    return result
 
 
 def _check(blocks, seen, entered, T, arch: Arch) -> Probe:

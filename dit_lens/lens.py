@@ -9,7 +9,7 @@
       .depth(name)               its block's position in execution order across families
       .img_tokens / .txt_tokens  token counts of the dry run's streams
       .config_hash               which model this is (pipeline class + transformer config)
-      .token_grid(height, width) (rows, cols) of the image tokens
+      .token_grid(height, width) (rows, cols) of the image tokens; (frames, rows, cols) for video
       .spec                      the registered ModelSpec of this pipeline's class, or None
       .calls_per_step(**kwargs)  transformer calls per denoising step of a pipeline call (2: sequential CFG)
       .check_steps(n)            ``num_inference_steps`` checked (required, >= 1)
@@ -54,6 +54,11 @@ class Generation:
     edits: list = field(default_factory=list)
 
 
+def pipeline_images(output):
+    """A pipeline output's images: ``.images``, or a video pipeline's ``.frames``."""
+    return output.images if hasattr(output, "images") else output.frames
+
+
 def _count_images(prompt, kwargs) -> int:
     if prompt is None:
         embeds = kwargs.get("prompt_embeds")
@@ -64,7 +69,7 @@ def _count_images(prompt, kwargs) -> int:
         n = 1 if isinstance(prompt, str) else len(prompt)
     if n == 0:
         raise ArgumentError("no prompts: the prompt list is empty")
-    return n * int(kwargs.get("num_images_per_prompt") or 1)
+    return n * int(kwargs.get("num_images_per_prompt") or kwargs.get("num_videos_per_prompt") or 1)
 
 
 def _check_call(prompt, seed, kwargs) -> None:
@@ -178,6 +183,7 @@ class Lens:
         _loading.check_loadable(self.pipeline)
         self.arch = arch_for(transformer)
         self.example = dict(example) if example is not None else self._default_example()
+        self.arch.calls_per_step(self.example, self.pipeline)  # components or arguments the adapter refuses
         try:
             self._probe = probe(self.pipeline, self.arch, self.example)
         except TypeError as e:
@@ -236,9 +242,12 @@ class Lens:
     def config_hash(self) -> str:
         return models.config_hash(self.pipeline)
 
-    def token_grid(self, height=None, width=None, tokens: int | None = None) -> tuple[int, int] | None:
+    def token_grid(self, height=None, width=None, tokens: int | None = None) -> tuple | None:
         """(rows, cols) of ``tokens`` image tokens (default: the validation call's) for an image of ``height`` x
-        ``width`` (square when not given), or None when the token count does not factor so."""
+        ``width`` (square when not given), or None when the token count does not factor so; for a video
+        transformer (frames, rows, cols) as the validation call measured it (None for another token count)."""
+        if self._probe.grid is not None:
+            return self._probe.grid if tokens in (None, self.img_tokens) else None
         n = self.img_tokens if tokens is None else tokens
         ratio = (height / width) if height and width else 1.0
         rows = int(round((n * ratio) ** 0.5))
@@ -433,7 +442,7 @@ class Lens:
                            f"steps (img2img strength or custom sigmas shorten a run): nothing was edited or read there")
         cache = Cache(saved)
         timesteps = [t for s, b, t in stamps if b in ("batch", "cond")]
-        return Generation(images=output.images, cache=cache, timesteps=timesteps, edits=edits)
+        return Generation(images=pipeline_images(output), cache=cache, timesteps=timesteps, edits=edits)
 
     def _check_run(self, output, stamps, calls) -> None:
         """The run's transformer calls, as the loop saw them, are whole steps with one timestep each, and (locally)

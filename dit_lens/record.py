@@ -334,7 +334,9 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
             for step in run.steps():
                 take(run, step, seen)
             out = lens.model.output.save()
-        out_images = out.images
+        from .lens import pipeline_images
+
+        out_images = pipeline_images(out)
     if len({s for s, _ in seen}) != ran:
         raise RunError(f"{type(lens.pipeline).__name__} ran {len({s for s, _ in seen})} steps, {ran} expected from "
                        f"num_inference_steps={n_steps} and the call's strength / sigmas / timesteps: no sample of "
@@ -351,7 +353,7 @@ def _check_shape(layout, name: str, h, step: int) -> None:
     stream = name.split(".")[2]
     want = layout.tokens[stream]
     if stream == "img" and layout.img_token_index is not None:  # a selection of tokens: check the whole grid
-        want = layout.grid[0] * layout.grid[1] if layout.grid else None
+        want = int(np.prod(layout.grid)) if layout.grid else None
     got = tuple(h.shape[1:])
     if (want is not None and got[0] != want) or got[1] != layout.channels:
         raise RunError(f"{name} has {got[0]} tokens x {got[1]} channels at step {step}, but the store is laid out "

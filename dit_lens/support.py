@@ -1,7 +1,8 @@
 """Which diffusers DiT classes dit-lens supports, checked on this machine's versions (``dit-lens support``).
 
     matrix(rows=None, check=True, progress=True) -> dict     versions, every image DiT class (adapter or the reason it
-                                                             has none) and, per contract row, the checks below
+                                                             has none), the video DiTs with an adapter and, per
+                                                             contract row, the checks below
     markdown(m) -> str                                       the matrix as the table in docs/support.md
 
 Checks per contract row (``dit_lens.testing.ROWS``), each True or the error it raised:
@@ -160,6 +161,7 @@ def matrix(rows=None, check: bool = True, progress: bool = True) -> dict:
     for cls in sorted(set(IMAGE_DITS) | set(ARCHS)):
         arch = ARCHS.get(cls)
         classes[cls] = {"status": "supported" if arch else "no adapter", "reason": UNSUPPORTED.get(cls),
+                        "kind": "video" if arch and arch.grid else "image",
                         "families": [f.name for f in arch.families] if arch else [],
                         "sites": {f.name: [s for s in SITES if s in f.sites or s.startswith("resid")]
                                   for f in arch.families} if arch else {},
@@ -180,14 +182,17 @@ def matrix(rows=None, check: bool = True, progress: bool = True) -> dict:
 def markdown(m: dict) -> str:
     """The matrix as markdown: versions, then one line per (class, row) with a mark per check."""
     v = m["versions"]
+    image = [c for c in m["classes"].values() if c.get("kind", "image") == "image"]
+    video = [k for k, c in m["classes"].items() if c.get("kind") == "video"]
     lines = ["# Supported models", "",
              "Written by `dit-lens support --json docs/support.json --markdown docs/support.md`, which runs the checks "
              "below on a tiny random-weight pipeline of every contract row (`dit_lens.testing.ROWS`) with the "
              "installed versions; run it to see your own. Checks: names resolve (validated load), reads equal a plain "
              "torch forward hook, each edit kind applies from its step on, the CFG style (calls per step) is the "
              "adapter's, `remote=\"local\"` equals local, a recording equals the live values, detect runs on it.",
-             "", f"{sum(c['status'] == 'supported' for c in m['classes'].values())} of {len(m['classes'])} image DiT "
-             "classes have an adapter; the others are listed below with what stands in the way.", "",
+             "", f"{sum(c['status'] == 'supported' for c in image)} of {len(image)} image DiT classes have an adapter; "
+             "the others are listed below with what stands in the way. Video DiTs with an adapter (tokens on a "
+             f"(frames, rows, cols) grid): {', '.join(f'`{c}`' for c in video) or 'none'}.", "",
              f"dit-lens {v['dit_lens']}, diffusers {v['diffusers']}, nnsight {v['nnsight']}, torch {v['torch']}, "
              f"Python {v['python']}.", "",
              "| transformer class | row | " + " | ".join(m["checks"]) + " |",

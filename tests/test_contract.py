@@ -12,6 +12,7 @@ import torch
 from dit_lens import Lens, zero
 from dit_lens.archs import ARCHS, arch_for
 from dit_lens.errors import CacheKeyError
+from dit_lens.lens import pipeline_images
 from dit_lens.testing import ROWS
 
 STEPS = 3
@@ -212,7 +213,7 @@ def test_edit_equals_torch_forward_hook(batch_case):
     finally:
         h.remove()
     ours = _run(lens, kw, edits=[zero(target, steps=[1], channels=[5])])
-    a = hooked.images
+    a = pipeline_images(hooked)  # .images, or a video pipeline's .frames
     b = ours.images
     assert (torch.equal(torch.as_tensor(a), torch.as_tensor(b)))
 

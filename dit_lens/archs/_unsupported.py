@@ -17,15 +17,16 @@ UNSUPPORTED = {
                              "order [cond; uncond] is an adapter rule, batch_order)",
     "DreamLiteTransformer2DModel": "the transformer inside DreamLite's UNet (DreamLiteUNetModel), as in Stable "
                                    "Diffusion's UNets: its pipeline has no `transformer` component to read",
-    "ErnieImageTransformer2DModel": "single-stream `layers` over one joint sequence whose order of text and image "
-                                    "tokens must be read from its forward: needs an [img; txt] joint layout",
+    "ErnieImageTransformer2DModel": "single-stream `layers` over sequence-first tensors (tokens, batch, channels) "
+                                    "holding [img; txt]: needs a sequence-first joint layout",
     "Flux3Transformer2DModel": "text and image run through separate per-modality block lists (`txt_mode_blocks`, "
                                "`mode_blocks['image']`, a ModuleDict) before joint single blocks: needs families "
                                "over a ModuleDict",
     "HiDreamImageTransformer2DModel": "double blocks wrapped (the real block at `.block`) returning (img, txt); single "
                                       "blocks on [img; txt], image first: needs an [img; txt] joint layout",
-    "Ideogram4Transformer2DModel": "single-stream `layers` over one joint sequence: needs its token order read "
-                                   "from its forward",
+    "Ideogram4Transformer2DModel": "single-stream `layers` over one sequence whose text and image tokens "
+                                   "interleave, marked by the call's `indicator` argument: needs a layout that "
+                                   "selects a stream's tokens by a mask",
     "JoyImageEditTransformer3DModel": "an editing model with a frame axis (3-D latents): needs the video token grid",
     "JoyImageEditPlusTransformer3DModel": "an editing model with a frame axis (3-D latents): needs the video token "
                                           "grid",
@@ -35,8 +36,9 @@ UNSUPPORTED = {
                                  "sequences: needs an [img; txt] joint layout with per-sample lengths",
     "OmniGenTransformer2DModel": "single-stream `layers` over [condition; image] sequences of varying length: needs "
                                  "a joint layout with per-sample lengths",
-    "QwenImage21Transformer2DModel": "blocks take and return one joint tensor: needs its token order read from its "
-                                     "forward",
+    "QwenImage21Transformer2DModel": "blocks take and return one joint tensor: text, with the image tokens placed "
+                                     "at the call's `img_mask` slots (2 x 2 latent tokens each): needs a layout "
+                                     "that selects a stream's tokens by a mask",
     "ZImageTransformer2DModel": "latents as a list of per-sample tensors; refiners, then `layers` over a padded "
                                 "unified sequence: needs per-sample token lists",
 }

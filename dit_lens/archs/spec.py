@@ -6,6 +6,8 @@ checks and the sequential-CFG rule).
                                                                  ``.active(kwargs)`` says whether a call does
     GuiderCFG(components, order)                                 the same, decided by the pipeline's guider
                                                                  components (diffusers' ``guiders``)
+    Grid(dims, latent, patch, sizes)                             a video transformer's token grid (frames, rows,
+                                                                 cols), ``.measure(args, kwargs, config)``
     Arch(model_class, families, ...)                              one diffusers transformer class;
                                                                  ``.calls_per_step(kwargs)`` is 1 or 2
     mmdit_double(path, mlp)                                      the common MM-DiT two-stream block family
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ArgumentError
 
-__all__ = ["LAYOUTS", "Family", "SequentialCFG", "GuiderCFG", "Arch", "mmdit_double", "single_stream", "joint"]
+__all__ = ["LAYOUTS", "Family", "SequentialCFG", "GuiderCFG", "Grid", "Arch", "mmdit_double", "single_stream", "joint"]
 
 LAYOUTS = ("txt,img", "img,txt", "img", "joint")
 
@@ -123,6 +125,43 @@ class GuiderCFG:
 
 
 @dataclass(frozen=True)
+class Grid:
+    """Where a video transformer's image tokens sit: (frames, rows, cols), measured from its latent argument at a
+    call. ``dims``: that argument's axes ("bcfhw", or "bfchw" for CogVideoX); ``patch``: the (frame, row, col)
+    patch sizes, each an int or a config attribute ("patch_size", or "patch_size[1]" for an element of a tuple; a
+    None attribute counts 1); ``sizes``: for a transformer that takes packed tokens (LTX-Video), the (keyword,
+    position) arguments holding its latent frames, height and width instead."""
+
+    dims: str = "bcfhw"
+    latent: tuple = ("hidden_states", 0)
+    patch: tuple = (1, "patch_size", "patch_size")
+    sizes: tuple | None = None
+
+    def measure(self, args, kwargs, config) -> tuple:
+        """(frames, rows, cols) of this call's image tokens."""
+        def arg(spec):
+            kw, pos = spec
+            return kwargs[kw] if kw in kwargs else args[pos]
+
+        if self.sizes is not None:
+            f, h, w = (int(arg(s)) for s in self.sizes)
+        else:
+            shape = dict(zip(self.dims, arg(self.latent).shape))
+            f, h, w = shape["f"], shape["h"], shape["w"]
+        return tuple(n // self._patch(p, config) for n, p in zip((f, h, w), self.patch))
+
+    @staticmethod
+    def _patch(p, config) -> int:
+        if isinstance(p, int):
+            return p
+        name, _, index = p.partition("[")
+        value = config[name] if isinstance(config, dict) else getattr(config, name)
+        if index:
+            value = value[int(index.rstrip("]"))]
+        return 1 if value is None else int(value)
+
+
+@dataclass(frozen=True)
 class Arch:
     model_class: str  # diffusers class name of the transformer
     families: tuple  # Family, ...
@@ -133,6 +172,11 @@ class Arch:
     sequential_cfg: SequentialCFG | GuiderCFG | None = None
     # the rows of a call that batches CFG: [uncond; cond] in most pipelines, [cond; uncond] in a few (Lumina-Next)
     batch_order: tuple = ("uncond", "cond")
+    grid: Grid | None = None  # video transformers: how the image tokens map to (frames, rows, cols)
+    # steps the validation dry run makes at least (it reads the first call only): Mochi's schedule needs 2
+    min_steps: int = 1
+    # pipeline components dit-lens cannot follow yet, with why: (attribute, reason), refused when not None
+    refuse_components: tuple = ()
     # a transformer attribute (tensor) whose dim-1 length is prepended to the text inside the blocks (registers)
     text_extra: str | None = None
     # further text arguments whose tokens join the text stream inside the blocks: (transformer keyword, position,
@@ -149,15 +193,19 @@ class Arch:
         for keyword, why in self.refuse:
             if kwargs.get(keyword) is not None:
                 raise ArgumentError(f"{self.model_class}: {keyword}= is not supported by dit-lens yet ({why})")
+        for component, why in self.refuse_components:
+            if getattr(pipeline, component, None) is not None:
+                raise ArgumentError(f"{type(pipeline).__name__} with a {component}: not supported by dit-lens yet "
+                                    f"({why})")
         return 2 if self.sequential_cfg is not None and self.sequential_cfg.active(kwargs, pipeline) else 1
 
 
 def mmdit_double(path: str = "transformer_blocks", mlp: tuple = ("ff", "ff_context"), attn2: str | None = None,
-                 output: str = "txt,img", **kw) -> Family:
+                 output: str = "txt,img", attn: str = "attn", **kw) -> Family:
     """The common two-stream (MM-DiT) block: takes ``hidden_states`` (img) and ``encoder_hidden_states`` (txt),
-    returns (txt, img) (``output="img,txt"``: the reverse); its ``attn`` returns (img, txt); ``mlp`` names the image and text feed-forward modules;
+    returns (txt, img) (``output="img,txt"``: the reverse); its ``attn`` module returns (img, txt); ``mlp`` names the image and text feed-forward modules;
     ``attn2`` a second image self-attention module, where blocks have one."""
-    sites = {"attn_out": {"img": ("attn", 0), "txt": ("attn", 1)},
+    sites = {"attn_out": {"img": (attn, 0), "txt": (attn, 1)},
              "mlp_out": {"img": (mlp[0], None), "txt": (mlp[1], None)}}
     if attn2 is not None:
         sites["attn2_out"] = {"img": (attn2, None)}

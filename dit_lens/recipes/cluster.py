@@ -118,6 +118,8 @@ def cluster(store, *, names: str = "*.*.img.resid_post", k: int = 4, K: int = 2,
     if not 1 <= k <= C // 2:
         raise RecipeError(f"k={k} out of range 1..{C // 2}")
     grid = (int(ds.token_row.max()) + 1, int(ds.token_col.max()) + 1)
+    if "token_frame" in ds.coords:  # video: the frames stacked along the rows
+        grid = ((int(ds.token_frame.max()) + 1) * grid[0], grid[1])
     if ds.sizes["img_token"] != grid[0] * grid[1]:
         raise RecipeError("cluster needs every image token (the store holds a subset)")
     done = ds.complete.values.all(1)

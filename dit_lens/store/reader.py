@@ -8,7 +8,7 @@
       .names                     recorded canonical names
       .sel(name, stat=None)      DataArray (sample, step, token, channel) -- or (sample, step, channel) for a stat;
                                  a glob gives a "layer" dimension
-      .grid(da)                  image tokens -> (token_row, token_col)
+      .grid(da)                  image tokens -> (token_row, token_col); video: (token_frame, token_row, token_col)
       .topk(name, k)             the k channels with the largest mean |x| (over samples, steps and tokens)
 """
 
@@ -192,7 +192,8 @@ class DitAccessor:
     def grid(self, da: xr.DataArray) -> xr.DataArray:
         if "token_row" not in self._ds.coords:
             raise StoreError("this store has no token grid (token_row/token_col)")
-        return da.set_index(img_token=["token_row", "token_col"]).unstack("img_token")
+        axes = [a for a in ("token_frame", "token_row", "token_col") if a in self._ds.coords]
+        return da.set_index(img_token=axes).unstack("img_token")
 
     def topk(self, name: str, k: int = 4) -> list[int]:
         n_channels = self._ds.sizes["channel"]

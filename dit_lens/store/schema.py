@@ -123,9 +123,12 @@ def create(url: str, layout: Layout, storage_options: dict | None = None) -> Non
         idx = np.asarray(layout.img_token_index if layout.img_token_index is not None
                          else np.arange(layout.tokens["img"]))
         coords["img_token"] = idx
-        if layout.grid:
-            coords["token_row"] = ("img_token", idx // layout.grid[1])
-            coords["token_col"] = ("img_token", idx % layout.grid[1])
+        if layout.grid:  # (rows, cols), or (frames, rows, cols) for video
+            rows, cols = layout.grid[-2:]
+            if len(layout.grid) == 3:
+                coords["token_frame"] = ("img_token", idx // (rows * cols))
+            coords["token_row"] = ("img_token", idx // cols % rows)
+            coords["token_col"] = ("img_token", idx % cols)
     attrs = dict(layout.attrs, dit_lens_schema=SCHEMA_VERSION, layout=json.dumps(asdict(layout)), cfg=layout.cfg,
                  mode=layout.mode, encoding=layout.encoding, names=list(layout.names))
     ds = xr.Dataset(data, coords=coords, attrs=attrs)

@@ -1,149 +1,18 @@
-"""Random-weight pipelines built from configs (no hub, no text encoders), for tests and benchmarks.
+"""Contract rows of the image DiTs (text-to-image calls) and of image-conditioned pipelines.
 
-    ROWS                 contract rows: id -> Row (a pipeline class, a tiny transformer config and the call that
-                         drives it), at least one per supported architecture
-    IMAGE_ROWS           image-conditioned pipelines (img2img, inpainting, editing) of Flux, SD3, Qwen-Image, FLUX.2
-    Row.build(batch=2)   -> (pipeline, kwargs): the pipeline has its transformer and scheduler only; ``kwargs``
-                         drive it with precomputed text embeddings and ``output_type="latent"`` (the embedded
-                         model's row: prompts and images), so a denoising loop runs in milliseconds
-    lens(row_id)         -> (Lens, kwargs) of a row, validated with a one-step call of those kwargs
-    s3_server(bucket)    a loopback S3 server (moto) in its own process, pausable with SIGSTOP: (process, fsspec
-                         storage options) -- for tests and benchmarks of object storage
-    medium_flux(batch, size)   a Flux of moderate size (width 384, 4 + 8 blocks) for CPU benchmarks
-    flux_dev(batch, device)    a transformer of Flux.1-dev's configuration in bf16 at 1024 x 1024 (GPU benchmarks)
-
-Adding an architecture = its file in dit_lens/archs/ + one row here; tests/test_contract.py runs the shared contract
-on every row, with the CFG style each row's arguments select by the adapter's own rule.
+    ROWS         id -> Row: at least one per image adapter, both CFG styles, odd text lengths, non-square images
+    IMAGE_ROWS   img2img, inpainting and editing pipelines of Flux, SD3, Qwen-Image and FLUX.2
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import inspect
-from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["Row", "ROWS", "IMAGE_ROWS", "lens", "s3_server", "medium_flux", "flux_dev"]
+from ._row import LATENT, Row, _embeds, _pooled, _suffix, _text
 
-
-def _embeds(b, t, d, seed=0):
-    return torch.randn(b, t, d, generator=torch.Generator().manual_seed(seed))
-
-
-def _pooled(b, d, seed=1):
-    return torch.randn(b, d, generator=torch.Generator().manual_seed(seed))
-
-
-def _text(b, d, *, pooled=None, negative=False, mask=None, mask_key="prompt_attention_mask", t=6, neg_t=None) -> dict:
-    """Text conditioning of ``b`` rows: embeddings (t tokens of width d), optionally a pooled vector of width
-    ``pooled``, a negative prompt's embeddings (``neg_t`` tokens, default t), and all-ones attention masks of dtype
-    ``mask``."""
-    neg_t = t if neg_t is None else neg_t
-    kw = dict(prompt_embeds=_embeds(b, t, d))
-    if pooled:
-        kw["pooled_prompt_embeds"] = _pooled(b, pooled)
-    if negative:
-        kw["negative_prompt_embeds"] = _embeds(b, neg_t, d, seed=3)
-        if pooled:
-            kw["negative_pooled_prompt_embeds"] = _pooled(b, pooled, 4)
-    if mask is not None:
-        kw[mask_key] = torch.ones(b, t, dtype=mask)
-        if negative:
-            kw["negative_" + mask_key] = torch.ones(b, neg_t, dtype=mask)
-    return kw
-
-
-LATENT = dict(height=64, width=64, output_type="latent")
-
-
-def _suffix(kw: dict, suffix: str) -> dict:
-    """Keyword arguments for a second text encoder: ``prompt_embeds`` -> ``prompt_embeds_2`` and so on."""
-    return {k + suffix: v for k, v in kw.items()}
-
-
-@dataclass(frozen=True)
-class Row:
-    """One contract row: a diffusers pipeline class with a tiny transformer config and the call that drives it (or a
-    registered model spec, built with random weights), and the name families its model must expose."""
-
-    families: frozenset
-    call: object  # batch -> the pipeline's keyword arguments
-    pipeline: str = ""  # diffusers pipeline class
-    transformer: str = ""  # diffusers transformer class
-    config: dict = field(default_factory=dict)  # the transformer's config
-    scheduler: str = "FlowMatchEulerDiscreteScheduler"
-    spec: str | None = None  # instead: a registered dit_lens model spec
-    options: dict = field(default_factory=dict)  # the pipeline's other constructor arguments (e.g. is_distilled)
-    parts: dict = field(default_factory=dict)  # other components built from configs: name -> (diffusers class, config)
-    jitter: bool = False  # parameters that are exactly zero at init (adaLN-zero gates) get small random values: with
-    # them zero, every block is the identity and nothing (text included) changes the output
-
-    def build(self, batch: int = 2):
-        """(pipeline, kwargs) with ``batch`` rows; the pipeline has its transformer and scheduler only (every other
-        component None) and its progress bar off."""
-        import diffusers
-
-        torch.manual_seed(0)
-        if self.spec is not None:
-            from .models import get
-
-            pipe = get(self.spec).build(None)
-        else:
-            cls = _SHIMS[self.pipeline]() if self.pipeline in _SHIMS else getattr(diffusers, self.pipeline)
-            absent = {n: None for n, p in inspect.signature(cls.__init__).parameters.items()
-                      if n not in ("self", "transformer", "scheduler") and p.default is inspect.Parameter.empty}
-            built = {name: getattr(diffusers, klass)(**config) for name, (klass, config) in self.parts.items()}
-            transformer = getattr(diffusers, self.transformer)(**self.config)
-            if self.jitter:
-                with torch.no_grad():
-                    for p in transformer.parameters():
-                        if not p.any():
-                            p.normal_(0.0, 0.02)
-            pipe = cls(transformer=transformer, scheduler=getattr(diffusers, self.scheduler)(),
-                       **dict(absent, **built), **self.options)
-        pipe.set_progress_bar_config(disable=True)
-        return pipe, self.call(batch)
-
-
-def _longcat_embeds():
-    """LongCatImagePipeline as in diffusers, except that its ``encode_prompt`` takes embeddings without a prompt
-    (diffusers 0.42.1 counts rows by ``len(prompt)`` even when ``prompt_embeds`` is given, and refuses both at once)."""
-    from diffusers import LongCatImagePipeline
-
-    class LongCatImageEmbedsPipeline(LongCatImagePipeline):
-        def encode_prompt(self, prompt=None, num_images_per_prompt=1, prompt_embeds=None):
-            if prompt is None or prompt == "":
-                prompt = [""] * prompt_embeds.shape[0]
-            return super().encode_prompt(prompt, num_images_per_prompt, prompt_embeds)
-    return LongCatImageEmbedsPipeline
-
-
-def _fibo_embeds():
-    """BriaFiboPipeline as in diffusers, except that it takes precomputed text (``prompt_embeds``, ``prompt_layers``:
-    one hidden state per text-encoder layer, and their negatives) instead of running its text encoder: diffusers
-    0.42.1's pipeline has no embeddings argument."""
-    from diffusers import BriaFiboPipeline
-
-    class BriaFiboEmbedsPipeline(BriaFiboPipeline):
-        def __call__(self, prompt_embeds=None, prompt_layers=None, negative_prompt_embeds=None,
-                     negative_prompt_layers=None, **kwargs):
-            self._embeds = (prompt_embeds, negative_prompt_embeds, prompt_layers, negative_prompt_layers)
-            return super().__call__(prompt=[""] * prompt_embeds.shape[0], **kwargs)
-
-        def encode_prompt(self, prompt, device=None, num_images_per_prompt=1, guidance_scale=5, **kwargs):
-            pos, neg, layers, neg_layers = self._embeds
-            b, t = pos.shape[:2]
-            ones = torch.ones(b, t, dtype=pos.dtype, device=pos.device)
-            return (pos, neg if guidance_scale > 1 else None, torch.zeros(b, t, 3, device=pos.device), ones,
-                    ones if guidance_scale > 1 else None, list(layers),
-                    list(neg_layers) if guidance_scale > 1 else None)
-    return BriaFiboEmbedsPipeline
-
-
-# pipeline classes rows need beyond diffusers' own
-_SHIMS = {"LongCatImageEmbedsPipeline": _longcat_embeds, "BriaFiboEmbedsPipeline": _fibo_embeds}
+__all__ = ["ROWS", "IMAGE_ROWS"]
 
 _FLUX = dict(patch_size=1, in_channels=4, num_layers=2, num_single_layers=2, attention_head_dim=16,
              num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8])
@@ -311,7 +180,8 @@ ROWS = {
              num_attention_heads=2, joint_attention_dim=64, text_encoder_dim=32, pooled_projection_dim=None,
              axes_dims_rope=[0, 4, 4])),
 }
-# the guidance-distilled variant: no guiders, one call per step
+
+
 ROWS["hunyuanimage_distilled"] = dataclasses.replace(
     ROWS["hunyuanimage"], config=dict(ROWS["hunyuanimage"].config, guidance_embeds=True), parts={},
     call=lambda b: dict(ROWS["hunyuanimage"].call(b), distilled_guidance_scale=3.5))
@@ -360,94 +230,3 @@ IMAGE_ROWS = {
         "Flux2KleinPipeline", "Flux2Transformer2DModel", dict(_FLUX2, guidance_embeds=False),
         parts=dict(vae=("AutoencoderKLFlux2", _VAE_FLUX2))),
 }
-
-
-def lens(row: str, batch: int = 2):
-    """The row's pipeline under a Lens, validated with a one-step call of the row's own arguments; and those
-    arguments."""
-    from .lens import Lens
-
-    pipe, kw = (ROWS[row] if row in ROWS else IMAGE_ROWS[row]).build(batch)
-    return Lens(pipe, example=dict(kw, num_inference_steps=1)), kw
-
-
-@contextlib.contextmanager
-def s3_server(bucket: str = "acts"):
-    """An S3-protocol server (moto, a test dependency) on 127.0.0.1 in its own process, so that it can be paused
-    (SIGSTOP) like a stalled endpoint: connections are accepted by the kernel, nothing answers. Yields the process and
-    fsspec storage options; the server is killed on exit."""
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    import boto3
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="k", aws_secret_access_key="s",
-                              region_name="us-east-1")
-        for _ in range(300):
-            try:
-                client.create_bucket(Bucket=bucket)
-                break
-            except Exception:  # noqa: BLE001 - not listening yet
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"the S3 test server at {endpoint} did not start")
-        yield proc, {"key": "k", "secret": "s", "endpoint_url": endpoint,
-                     "client_kwargs": {"region_name": "us-east-1"},
-                     "config_kwargs": {"request_checksum_calculation": "when_required",
-                                       "response_checksum_validation": "when_required"}}
-    finally:
-        proc.send_signal(signal.SIGCONT)
-        proc.kill()
-        proc.wait()
-
-
-def medium_flux(batch=4, size=256):
-    """A random-weight Flux pipeline of moderate size: width 384, 4 double + 8 single blocks, (size / 16)^2 image
-    tokens (256 at the default 256 x 256, 1024 at 512 x 512), driven by embeddings."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-
-    torch.manual_seed(0)
-    tr = FluxTransformer2DModel(patch_size=1, in_channels=16, num_layers=4, num_single_layers=8,
-                                attention_head_dim=64, num_attention_heads=6, joint_attention_dim=64,
-                                pooled_projection_dim=64, axes_dims_rope=[16, 24, 24]).eval()
-    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=None, text_encoder=None, tokenizer=None,
-                        text_encoder_2=None, tokenizer_2=None, transformer=tr)
-    g = torch.Generator().manual_seed(0)
-    kw = dict(prompt_embeds=torch.randn(batch, 32, 64, generator=g), pooled_prompt_embeds=torch.randn(batch, 64,
-              generator=g), height=size, width=size, output_type="latent", guidance_scale=1.0)
-    return pipe, kw
-
-
-def flux_dev(batch=2, device="cuda"):
-    """A random-weight transformer of Flux.1-dev's configuration (19 + 38 blocks, width 3072) in bf16 at
-    1024 x 1024 (4096 image tokens, 512 text tokens), built on ``device`` directly; no VAE (latents out),
-    embeddings in (one row per sample). About 24 GB: a GPU's work."""
-    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-
-    torch.manual_seed(0)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device(device):
-            tr = FluxTransformer2DModel(guidance_embeds=True).eval()
-    finally:
-        torch.set_default_dtype(default)
-    pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True,
-                                                                  base_shift=0.5, max_shift=1.15),
-                        vae=None, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
-                        transformer=tr)
-    g = torch.Generator().manual_seed(0)
-    kw = dict(prompt_embeds=torch.randn(batch, 512, 4096, generator=g).to(torch.bfloat16),
-              pooled_prompt_embeds=torch.randn(batch, 768, generator=g).to(torch.bfloat16),
-              height=1024, width=1024, output_type="latent", guidance_scale=3.5)
-    return pipe, kw
