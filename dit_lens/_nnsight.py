@@ -7,11 +7,19 @@
                               nnsight wrapped them: diffusers' model CPU offload removes and re-adds accelerate's
                               hooks after every pipeline call, and nnsight 0.8.1 then sees none of that module's calls
                               (an OutOfOrderError); returns how many were put back
+    ship_by_value()           register the dit-lens modules whose code runs inside a trace (TRACE_MODULES) for
+                              serialization by value, so a remote server needs nnsight, torch and diffusers only
 """
 
 from __future__ import annotations
 
-__all__ = ["wrap_pipeline", "load", "reinstrument"]
+__all__ = ["wrap_pipeline", "load", "reinstrument", "ship_by_value", "TRACE_MODULES"]
+
+# every dit-lens module whose functions, classes or objects a traced block uses: the run's step logic and stream
+# splits, edit records, errors, index checks, per-channel statistics. They import nothing but torch, numpy (both on
+# every nnsight server) and each other.
+TRACE_MODULES = ("dit_lens._run", "dit_lens._streams", "dit_lens.edits", "dit_lens.errors", "dit_lens._checks",
+                 "dit_lens._stats", "dit_lens._stats_kernel", "dit_lens._collect")
 
 
 def wrap_pipeline(pipeline):
@@ -39,3 +47,12 @@ def reinstrument(model) -> int:
             module.__dict__["forward"] = source.Controller(module, state)
             count += 1
     return count
+
+
+def ship_by_value() -> None:
+    import importlib
+
+    import nnsight
+
+    for name in TRACE_MODULES:
+        nnsight.register(importlib.import_module(name))

@@ -286,6 +286,7 @@ class Lens:
             raise ArgumentError("this lens wraps a bare transformer, which your own loop runs: use "
                                 "`with lens.hooks(...):` around the loop (generate and trace run a pipeline)")
         if remote:
+            _nnsight.ship_by_value()  # the server needs no dit-lens
             return
         _loading.check_loadable(self.pipeline, warn=False)
         _nnsight.reinstrument(self.model)
@@ -405,10 +406,9 @@ class Lens:
         self._prepare(remote)
         model = self.model
         output = None  # stays None if the pipeline made fewer transformer calls than expected
-        with _counted(self.pipeline.transformer, not remote) as calls, \
-                model.generate(*_prompt_args(prompt), num_inference_steps=n, seed=seed, remote=remote,
-                               **kwargs) as tracer:
-            run = self._make_run(tracer, prompt, n, kwargs)
+        tracer = model.trace(*_prompt_args(prompt), num_inference_steps=n, seed=seed, remote=remote, **kwargs)
+        run = self._make_run(tracer, prompt, n, kwargs)  # outside the block: a server runs only the block
+        with _counted(self.pipeline.transformer, not remote) as calls, tracer:
             saved = dict().save()
             stamps = list().save()
             for step in run.steps():

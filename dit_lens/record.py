@@ -166,7 +166,7 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
            steps=None, cfg: str = "cond", stats_only: bool = False, img_tokens=None, batch_size: int = 4,
            samples=None, resume: bool = False, takeover: bool = False, storage_options: dict | None = None,
            queue_size: int = 16, progress: bool = True, storage_timeout: float | None = 120.0, loop=None,
-           **pipeline_kwargs) -> str:
+           remote=False, **pipeline_kwargs) -> str:
     """Record ``names`` at ``steps`` (default all) of branch ``cfg`` for every (prompt, seed) into ``url``.
 
     An embeddings-driven pipeline (``prompt_embeds=``, ``pooled_prompt_embeds=``, ...) takes one row per sample
@@ -178,9 +178,15 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
     ``storage_timeout`` bounds every storage call (seconds; None waits forever): a store that stops answering
     ends the recording with a StoreTimeoutError naming the endpoint and the samples that are complete.
     A lens over a bare transformer records through your sampling ``loop(prompts, generators, num_inference_steps,
-    **pipeline_kwargs) -> images or None`` (each transformer call one step, as the lens's ``cfg`` says)."""
+    **pipeline_kwargs) -> images or None`` (each transformer call one step, as the lens's ``cfg`` says).
+    ``remote=`` runs each batch as one nnsight request (True: NDIF or the server nnsight is configured for;
+    "local": nnsight's serialization round trip here): statistics are reduced on the server and only they travel
+    back when ``stats_only``, else the batch's values too (``batch_size`` bounds them); the store is written here,
+    crash-safe and resumable as always."""
     n_steps = lens.check_steps(num_inference_steps)
     storage_timeout = seconds("storage_timeout", storage_timeout)
+    if remote and loop is not None:
+        raise ArgumentError("remote= records a pipeline's lens; a bare transformer's loop runs here")
     if (lens.model is None) != (loop is not None):
         raise ArgumentError("a lens over a bare transformer records through your sampling loop: pass loop=fn(prompts, "
                             "generators, num_inference_steps, **kwargs); a pipeline's lens runs the pipeline itself")
@@ -211,7 +217,7 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
     layout = _layout(lens, all_prompts, all_seeds, names, n_steps, step_index, cfg, stats_only, img_tokens,
                      pipeline_kwargs)
     work = dict(layout=layout, steps=(n_steps, ran), keep_steps=set(step_index), cfg=cfg, stats_only=stats_only,
-                img_tokens=img_tokens, kwargs=pipeline_kwargs, loop=loop)
+                img_tokens=img_tokens, kwargs=pipeline_kwargs, loop=loop, remote=remote)
     with _bounded(storage_timeout):
         _write(lens, url, work, samples, batch_size, resume, takeover, storage_options, storage_timeout, queue_size,
                progress)
@@ -284,7 +290,7 @@ def _write(lens, url, work, samples, batch_size, resume, takeover, storage_optio
 
 
 def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_only, img_tokens, kwargs, bar,
-                  loop=None):
+                  loop=None, remote=False):
     """One batch through the trace (or, for a bare transformer, through hooks around ``loop``); ``steps`` is
     (num_inference_steps, the steps the run makes). A run that made other steps than expected raises before its
     flags are written."""
@@ -315,15 +321,36 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
                 # reduced where h lives: only per-channel numbers cross from a device to the host
                 reducer.add(name, h)
                 if not stats_only:
-                    value = h.detach().to("cpu", copy=True)
-                    value = value.view(torch.int16).numpy().view(np.uint16) \
-                        if value.dtype == torch.bfloat16 else value.numpy()
-                    thread.put(("data", batch, step.index, name, value))
+                    thread.put(("data", batch, step.index, name, _host(h.detach().to("cpu", copy=True))))
             thread.put(("commit", batch, step.index, reducer.finish(step.timestep)))
         bar.update(len(batch))
         seen.append((step.index, float(step.timestep.flatten()[0])))
 
-    if lens.model is None:  # a bare transformer: hooks around the user's loop
+    if remote:  # the server runs the block and sends back what it collected: statistics, and values unless stats_only
+        from . import _collect
+
+        model = lens.model
+        with lens.trace(prompts, num_inference_steps=n_steps, generator=gens, remote=remote, **kwargs) as tracer:
+            run = tracer.dit
+            got = list().save()
+            for step in run.steps():
+                got.append(_collect.collect(run, step, names, cfg, keep_steps, tok_index, stats_only, reducer))
+            out = model.output.save()
+        seen = []
+        for item in got:
+            if item is None:
+                continue
+            index, t, stats, count, values = item
+            for name in names if values is not None else ():
+                _check_shape(layout, name, values[name], index, selected=True)
+                thread.put(("data", batch, index, name, _host(values[name])))
+            thread.put(("commit", batch, index, _collect.Collected(stats, count, t)))
+            bar.update(len(batch))
+            seen.append((index, t))
+        from .lens import pipeline_images
+
+        out_images = pipeline_images(out)
+    elif lens.model is None:  # a bare transformer: hooks around the user's loop
         seen = []
         with lens.hooks(watch=names, on_call=lambda run: take(run, run.step, seen)):
             out_images = loop(prompts, gens, num_inference_steps=n_steps, **kwargs)
@@ -347,12 +374,19 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
     thread.put(("flush", batch))
 
 
-def _check_shape(layout, name: str, h, step: int) -> None:
+def _host(value) -> np.ndarray:
+    """A CPU tensor as the store keeps it: bf16 as its raw 16-bit words, other dtypes as they are."""
+    import torch
+
+    return value.view(torch.int16).numpy().view(np.uint16) if value.dtype == torch.bfloat16 else value.numpy()
+
+
+def _check_shape(layout, name: str, h, step: int, selected: bool = False) -> None:
     """A value must fill its place in the store exactly: a run whose token count differs from the layout's (a call
     at another size than the one the store was laid out for) is an error, never a partly filled store."""
     stream = name.split(".")[2]
     want = layout.tokens[stream]
-    if stream == "img" and layout.img_token_index is not None:  # a selection of tokens: check the whole grid
+    if stream == "img" and layout.img_token_index is not None and not selected:  # check the whole grid
         want = int(np.prod(layout.grid)) if layout.grid else None
     got = tuple(h.shape[1:])
     if (want is not None and got[0] != want) or got[1] != layout.channels:
