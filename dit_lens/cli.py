@@ -86,6 +86,11 @@ def _complete_samples(url, opts) -> int | None:
     return int(np.asarray(group["complete"][:]).all(1).sum())
 
 
+def _remote(value):
+    """--remote: off, "local" (nnsight's round trip here) or on (the server nnsight is configured for)."""
+    return {None: False, "local": "local", "on": True}[value]
+
+
 def _record(a) -> int:
     import math
 
@@ -118,7 +123,7 @@ def _record(a) -> int:
     record(lens, a.store, prompts, seeds=a.seeds, names=a.names, num_inference_steps=a.num_inference_steps,
            steps=a.record_steps, cfg=a.cfg, stats_only=a.stats_only, batch_size=a.batch_size,
            samples=a.samples, resume=a.resume, takeover=a.takeover, storage_options=opts,
-           storage_timeout=a.storage_timeout, **kwargs)
+           storage_timeout=a.storage_timeout, remote=_remote(a.remote), **kwargs)
     with _bounded(a.storage_timeout):
         after = _complete_samples(a.store, opts) or 0
     print(f"recorded {after - (before or 0)} samples ({after} of {total} complete) -> {a.store}")
@@ -239,6 +244,9 @@ def main(argv=None) -> int:
     r.add_argument("--storage-timeout", type=float, default=120.0, help="seconds any storage call may take before "
                    "the recording stops with an error")
     r.add_argument("--storage-options", help="JSON of fsspec storage options (e.g. S3 endpoint and keys)")
+    r.add_argument("--remote", choices=["on", "local"], default=None,
+                   help="run each batch as an nnsight request: 'on' (the server nnsight is configured for) or "
+                        "'local' (the serialization round trip here); statistics are reduced on the server")
     _model_arg(r)
     r.set_defaults(fn=_record)
     i = sub.add_parser("info", help="summarise a store", **fmt)

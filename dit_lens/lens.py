@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -150,11 +151,14 @@ class Lens:
             self.pipeline = _hooks.BareTransformer(model)
         elif isinstance(model, str) and model in models.names():
             self.spec = models.get(model)
-            self.model = _nnsight.wrap_pipeline(self.spec.build(**load_kwargs))
+            # a server rebuilds a spec by name (dit_lens.remote.DiT) when it was built with its defaults
+            self.model = _nnsight.wrap_pipeline(self.spec.build(**load_kwargs),
+                                                None if load_kwargs else {"spec": model})
         elif isinstance(model, str):
             _check_path(model)
-            self.model = _nnsight.load(model, **load_kwargs, **({} if torch_dtype is None else
-                                                                 {"torch_dtype": torch_dtype}))
+            dtype = {} if torch_dtype is None else {"torch_dtype": torch_dtype}
+            self.model = _nnsight.load_folder(model, **load_kwargs, **dtype) if os.path.isdir(model) else \
+                _nnsight.load(model, **load_kwargs, **dtype)
         elif not hasattr(model, "components"):
             raise UnsupportedModelError(f"Lens takes a diffusers pipeline, a transformer module, a save_pretrained "
                                         f"folder, a hub id or a model spec name {models.names()}; got "
