@@ -177,7 +177,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"\n| model | blocks | image tokens | calls/step | peak GPU GiB | plain s | lens/plain | stats/plain |")
+    print("\n| model | blocks | image tokens | calls/step | peak GPU GiB | plain s | lens/plain | stats/plain |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['model']} | {r['blocks']} | {r['image_tokens']} | {r['calls_per_step']} | {r['peak_gpu_gib']} | "
