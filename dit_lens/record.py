@@ -159,7 +159,8 @@ def _layout(lens, prompts, seeds, names, n_steps, step_index, cfg, stats_only, i
     return Layout(prompts=prompts, seeds=seeds, steps=len(step_index), step_index=step_index, layers=layers,
                   depth=depth, names=names, tokens=tokens, channels=channels_n, grid=list(grid) if grid else None,
                   mode="stats" if stats_only else "full", encoding=encoding, cfg=cfg, img_token_index=img_tokens,
-                  attrs=attrs, layers_per_chunk=layers_per_chunk(max(tokens.values()), channels_n, encoding))
+                  attrs=attrs, layers_per_chunk=layers_per_chunk(max(tokens.values()), channels_n, encoding,
+                                                                 layers=len(layers)))
 
 
 def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", num_inference_steps=None,

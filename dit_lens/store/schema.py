@@ -3,7 +3,7 @@
     SCHEMA_VERSION, STATS, ENCODINGS
     Layout(...)                 what a store holds: samples, steps, layers, names, token counts, mode, encoding,
                                 chunk geometry and the run's attributes
-    layers_per_chunk(tokens, channels, encoding)   layers per data chunk (about 8 MiB a chunk)
+    layers_per_chunk(tokens, channels, encoding, layers)   layers per data chunk (about 8 MiB, at most every layer)
     compressors()               the store's lossless codec
     create(url, layout, ...)    write the fixed-shape template (metadata + coordinates, no data chunks), in one
                                 concurrent round of writes
@@ -75,10 +75,17 @@ class Layout:
         return out
 
 
-def layers_per_chunk(tokens: int, channels: int, encoding: str, target: int = 8 << 20) -> int:
-    """Layers per data chunk so one chunk holds about ``target`` bytes (at least one layer)."""
+def layers_per_chunk(tokens: int, channels: int, encoding: str, target: int = 8 << 20,
+                     layers: int | None = None) -> int:
+    """Layers per data chunk so one chunk holds about ``target`` bytes (at least one layer), spread evenly over the
+    store's ``layers``: zarr encodes a chunk at its full size, so a chunk of 64 layers over 6 would pad (and
+    compress) 58 layers of fill value at every write, and 12 layers in chunks of 5 would pad 3."""
     per_layer = tokens * channels * (4 if encoding == "float32" else 2)
-    return max(1, target // per_layer)
+    most = max(1, target // per_layer)
+    if not layers:
+        return most
+    groups = -(-layers // most)
+    return -(-layers // groups)
 
 
 def _lazy(shape: tuple, fill, dtype):

@@ -23,6 +23,7 @@ Each round of chunk writes is bounded by ``timeout`` seconds (None: unbounded); 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -87,7 +88,8 @@ class StoreWriter:
         if diffs:
             raise StoreError(f"cannot resume {url}: this recording differs from the one that made it — "
                              + "; ".join(diffs))
-        return cls(group, layout, timeout)
+        # its chunks were laid out when it was made: write them the same way
+        return cls(group, dataclasses.replace(layout, layers_per_chunk=old.layers_per_chunk), timeout)
 
     def done(self) -> np.ndarray:
         done = np.asarray(self.group["complete"][:]).all(1)
