@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from ndif.services.ray.deployments.modeling import nns
-from nnsight.intervention.backends import local as nnsight_local
 from nnsight.schema.request import RequestModel
 
 from dit_lens import Lens, scale, zero
@@ -19,37 +18,22 @@ NAME = "single.1.img.resid_post"
 PROMPTS = ["a red circle on a blue background", "a green square on a white background"]
 
 
-def _requests(monkeypatch) -> list:
-    sent = []
-    original = nnsight_local.LocalSimulationBackend.__call__
-
-    def capture(self, tracer):
-        from nnsight.ndif import pull_env
-
-        pull_env()
-        sent.append(RequestModel.serialize(tracer, compress=False))
-        return original(self, tracer)
-    monkeypatch.setattr(nnsight_local.LocalSimulationBackend, "__call__", capture)
-    return sent
-
-
 def _serve(server, blob) -> dict:
     tracer, _ = nns.prepare_traced_block(server, blob, False, RequestModel.deserialize)
     with nns.block_scope():
         return nns.execute_traced_block(tracer, torch.float32)
 
 
-def test_the_embedded_model_served_by_key_runs_edits_reads_and_a_recording_as_ndif_runs_them(monkeypatch, tmp_path):
+def test_the_embedded_model_served_by_key_runs_edits_reads_and_a_recording_as_ndif_runs_them(blobs, tmp_path):
     lens = Lens("tiny")
     key = lens.model.to_model_key()
     assert key == model_key(spec="tiny") == 'dit_lens.remote.DiT:{"spec": "tiny"}'
     server = DiT.from_model_key(key)  # what a deployment configured with this key loads
     assert type(server.pipeline).__name__ == "TinyShapesPipeline"
-    sent = _requests(monkeypatch)
     edits = [zero(NAME, steps=[2], channels=[0, 1]), scale("double.0.img.resid_post", 2.0, cfg="cond")]
     local = lens.generate(PROMPTS, num_inference_steps=4, seed=0, edits=edits, cache=NAME)
     lens.generate(PROMPTS, num_inference_steps=4, seed=0, edits=edits, cache=NAME, remote="local")
-    saved = _serve(server, sent[-1])
+    saved = _serve(server, blobs[-1])
     cache = dict(local.cache.items())
     assert saved["saved"].keys() == cache.keys() and all(torch.equal(saved["saved"][k], cache[k]) for k in cache)
     assert np.array_equal(np.asarray(saved["output"].images), np.asarray(local.images))
@@ -60,7 +44,7 @@ def test_the_embedded_model_served_by_key_runs_edits_reads_and_a_recording_as_nd
                              stats_only=True, progress=False))
     record(lens, str(tmp_path / "there.zarr"), PROMPTS, names=NAME, num_inference_steps=3, stats_only=True,
            progress=False, remote="local")
-    got = [g for g in _serve(server, sent[-1])["got"] if g is not None]
+    got = [g for g in _serve(server, blobs[-1])["got"] if g is not None]
     assert [g[0] for g in got] == [0, 1, 2] and all(g[4] is None for g in got)  # statistics only came back
     for index, t, stats, count, values in got:
         assert np.array_equal(stats[NAME].transpose(1, 0, 2), here["img.resid_post.stats"].isel(step=index, layer=0)
@@ -80,7 +64,7 @@ def test_a_pipeline_built_in_memory_says_why_it_cannot_run_remotely():
         raise AssertionError("an in-memory pipeline produced a remote key")
 
 
-def test_a_pipeline_folder_is_served_by_its_path(monkeypatch, tmp_path):
+def test_a_pipeline_folder_is_served_by_its_path(blobs, tmp_path):
     from dit_lens.testing import ROWS
 
     pipe, kw = ROWS["flux"].build()
@@ -90,10 +74,9 @@ def test_a_pipeline_folder_is_served_by_its_path(monkeypatch, tmp_path):
     key = lens.model.to_model_key()
     assert key == model_key(folder=str(tmp_path / "flux"), absent=absent)
     server = DiT.from_model_key(key)
-    sent = _requests(monkeypatch)
     local = lens.generate(num_inference_steps=2, seed=0, cache=NAME, edits=[zero(NAME, steps=[1])], **kw)
     lens.generate(num_inference_steps=2, seed=0, cache=NAME, edits=[zero(NAME, steps=[1])], remote="local", **kw)
-    saved = _serve(server, sent[-1])
+    saved = _serve(server, blobs[-1])
     assert torch.equal(saved["output"].images, local.images)
     assert all(torch.equal(saved["saved"][k], v) for k, v in local.cache.items())
 

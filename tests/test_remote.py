@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from nnsight.intervention.backends import local as nnsight_local
-from nnsight.schema.request import RequestModel
 
 from dit_lens import add, patch, scale, set_to, zero
 from dit_lens._stats import channel_stats
@@ -20,22 +18,6 @@ from dit_lens.testing import lens as row_lens
 
 WORKER = Path(__file__).with_name("remote_worker.py")
 NAME = "double.1.img.resid_post"
-
-
-@pytest.fixture
-def blobs(monkeypatch):
-    """Every request a ``remote="local"`` run serializes, in order (the run itself still happens, locally)."""
-    sent = []
-    original = nnsight_local.LocalSimulationBackend.__call__
-
-    def capture(self, tracer):
-        from nnsight.ndif import pull_env
-
-        pull_env()
-        sent.append(RequestModel.serialize(tracer, compress=False))
-        return original(self, tracer)
-    monkeypatch.setattr(nnsight_local.LocalSimulationBackend, "__call__", capture)
-    return sent
 
 
 def _serve(tmp_path, lens, blobs, keep) -> list:
