@@ -310,26 +310,27 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
         prompts = None
     n_steps, ran = steps
 
-    def take(run, step, seen) -> None:  # one transformer call: its recorded values go to the writer
-        if step.branch not in ("batch", cfg):
+    from . import _collect
+    from .lens import pipeline_images
+
+    def deliver(item, seen, shipped=False) -> None:  # one call's collection to the writer (a server's: checked here)
+        if item is None:
             return  # sequential CFG: the other branch's call
-        if step.index in keep_steps:
-            for name in names:
-                h = run.read(name, cfg)
-                _check_shape(layout, name, h, step.index)
-                if tok_index is not None and ".img." in name:
-                    h = h[:, tok_index.to(h.device)]
-                # reduced where h lives: only per-channel numbers cross from a device to the host
-                reducer.add(name, h)
-                if not stats_only:
-                    thread.put(("data", batch, step.index, name, _host(h.detach().to("cpu", copy=True))))
-            thread.put(("commit", batch, step.index, reducer.finish(step.timestep)))
+        index, t, stats, values = item
+        for name, value in (values or {}).items():
+            _check_shape(layout, name, value, index, selected=True)
+            thread.put(("data", batch, index, name, _host(value)))
+        if stats is not None:
+            thread.put(("commit", batch, index, _OnHost(*stats) if shipped else stats))
         bar.update(len(batch))
-        seen.append((step.index, float(step.timestep.flatten()[0])))
+        seen.append((index, t))
+
+    def take(run, step, seen) -> None:  # one transformer call, here: its values go to the writer as they are read
+        deliver(_collect.collect(run, step, names, cfg, keep_steps, tok_index, stats_only, reducer,
+                                 emit=lambda name, v: thread.put(("data", batch, step.index, name, _host(v))),
+                                 check=lambda name, h: _check_shape(layout, name, h, step.index)), seen)
 
     if remote:  # the server runs the block and sends back what it collected: statistics, and values unless stats_only
-        from . import _collect
-
         model = lens.model
         with lens.trace(prompts, num_inference_steps=n_steps, generator=gens, remote=remote, **kwargs) as tracer:
             run = tracer.dit
@@ -339,17 +340,7 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
             out = model.output.save()
         seen = []
         for item in got:
-            if item is None:
-                continue
-            index, t, stats, count, values = item
-            for name in names if values is not None else ():
-                _check_shape(layout, name, values[name], index, selected=True)
-                thread.put(("data", batch, index, name, _host(values[name])))
-            thread.put(("commit", batch, index, _collect.Collected(stats, count, t)))
-            bar.update(len(batch))
-            seen.append((index, t))
-        from .lens import pipeline_images
-
+            deliver(item, seen, shipped=True)
         out_images = pipeline_images(out)
     elif lens.model is None:  # a bare transformer: hooks around the user's loop
         seen = []
@@ -362,8 +353,6 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
             for step in run.steps():
                 take(run, step, seen)
             out = lens.model.output.save()
-        from .lens import pipeline_images
-
         out_images = pipeline_images(out)
     if len({s for s, _ in seen}) != ran:
         raise RunError(f"{type(lens.pipeline).__name__} ran {len({s for s, _ in seen})} steps, {ran} expected from "
@@ -373,6 +362,16 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
     if images is not None:  # before the flags: a sample flagged complete has its image
         thread.put(("image", batch, images))
     thread.put(("flush", batch))
+
+
+class _OnHost:
+    """A step's statistics a server reduced and sent back, as the writer's commit message carries them (``get()``)."""
+
+    def __init__(self, stats: dict, count: int, timestep: float):
+        self._got = (dict(stats), int(count), float(timestep))
+
+    def get(self) -> tuple:
+        return self._got
 
 
 def _host(value) -> np.ndarray:

@@ -45,8 +45,8 @@ def test_the_embedded_model_served_by_key_runs_edits_reads_and_a_recording_as_nd
     record(lens, str(tmp_path / "there.zarr"), PROMPTS, names=NAME, num_inference_steps=3, stats_only=True,
            progress=False, remote="local")
     got = [g for g in _serve(server, blobs[-1])["got"] if g is not None]
-    assert [g[0] for g in got] == [0, 1, 2] and all(g[4] is None for g in got)  # statistics only came back
-    for index, t, stats, count, values in got:
+    assert [g[0] for g in got] == [0, 1, 2] and all(g[3] is None for g in got)  # statistics only came back
+    for index, t, (stats, count, _), values in got:
         assert np.array_equal(stats[NAME].transpose(1, 0, 2), here["img.resid_post.stats"].isel(step=index, layer=0)
                               .transpose("sample", "stat", "channel").values)
 

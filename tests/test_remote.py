@@ -112,9 +112,24 @@ def test_remote_recording_equals_local_and_its_request_runs_without_dit_lens(tmp
     served = _serve(tmp_path, lens, blobs, keep=["got"])[0]["got"]
     steps = [g for g in served if g is not None]
     assert [g[0] for g in steps] == [0, 1]
-    for index, t, stats, count, values in steps:
+    for index, t, (stats, count, _), values in steps:
         for name, s in stats.items():
             layer = name.rsplit(".", 2)[0]
             assert np.array_equal(s.transpose(1, 0, 2), here["img.resid_post.stats"].sel(layer=layer).isel(step=index)
                                   .transpose("sample", "stat", "channel").values)
         assert (values is None) == stats_only
+
+
+def test_remote_recording_of_some_steps_equals_local(tmp_path):
+    """Steps not kept still count as run steps: a remote recording of steps=[1] of 3 is complete and equals a
+    local one."""
+    import numpy as np
+
+    from dit_lens import open_store, record
+
+    lens, kw = row_lens("flux")
+    args = dict(names=NAME, num_inference_steps=3, steps=[1], progress=False, **kw)
+    here = open_store(record(lens, str(tmp_path / "here.zarr"), ["a", "b"], **args))
+    there = open_store(record(lens, str(tmp_path / "there.zarr"), ["a", "b"], remote="local", **args))
+    assert bool(there.complete.all()) and list(there.step.values) == [1]
+    assert np.array_equal(here["img.resid_post"].values, there["img.resid_post"].values)
