@@ -4,7 +4,6 @@
     wrap_pipeline(pipeline, key)   nnsight 0.8's ``DiffusionModel`` treats its first argument as a hub id or folder;
                               an in-memory pipeline goes in through its ``_PipelineModule`` view, a private class, as
                               a ``dit_lens.remote.DiT`` whose remote key is ``key`` (None: it cannot run remotely)
-    load_folder(path, ...)    a pipeline folder, loaded from disk only, as a DiT keyed by its path
     load(hub_id, ...)         a DiffusionModel loaded (and dispatched) by nnsight from the hub
     reinstrument(model)       put nnsight's forward back on modules whose forward another library replaced since
                               nnsight wrapped them: diffusers' model CPU offload removes and re-adds accelerate's
@@ -16,7 +15,7 @@
 
 from __future__ import annotations
 
-__all__ = ["wrap_pipeline", "load_folder", "load", "reinstrument", "ship_by_value", "TRACE_MODULES"]
+__all__ = ["wrap_pipeline", "load", "reinstrument", "ship_by_value", "TRACE_MODULES"]
 
 # every dit-lens module whose functions, classes or objects a traced block uses: the run's step logic and stream
 # splits, edit records, errors, index checks, per-channel statistics. They import nothing but torch, numpy (both on
@@ -29,22 +28,6 @@ def wrap_pipeline(pipeline, key: dict | None = None):
     from .remote import DiT
 
     return DiT.wrap(pipeline, key)
-
-
-def load_folder(path: str, **kwargs):
-    import os
-
-    from diffusers import DiffusionPipeline
-
-    pipeline = DiffusionPipeline.from_pretrained(path, local_files_only=True, **kwargs)
-    absent = sorted(k for k, v in kwargs.items() if v is None)  # components left out (vae=None, ...)
-    extra = set(kwargs) - {"torch_dtype"} - set(absent)
-    key = None if extra else {"folder": os.path.abspath(path)}  # other loading arguments: no key a server rebuilds
-    if key is not None and kwargs.get("torch_dtype") is not None:
-        key["torch_dtype"] = str(kwargs["torch_dtype"]).removeprefix("torch.")
-    if key is not None and absent:
-        key["absent"] = absent
-    return wrap_pipeline(pipeline, key)
 
 
 def load(path_or_id: str, **kwargs):

@@ -157,8 +157,12 @@ class Lens:
         elif isinstance(model, str):
             _check_path(model)
             dtype = {} if torch_dtype is None else {"torch_dtype": torch_dtype}
-            self.model = _nnsight.load_folder(model, **load_kwargs, **dtype) if os.path.isdir(model) else \
-                _nnsight.load(model, **load_kwargs, **dtype)
+            if os.path.isdir(model):  # keyed by its path, so a self-hosted server can rebuild it (dit_lens.remote)
+                from .remote import load_folder
+
+                self.model = load_folder(model, **load_kwargs, **dtype)
+            else:
+                self.model = _nnsight.load(model, **load_kwargs, **dtype)
         elif not hasattr(model, "components"):
             raise UnsupportedModelError(f"Lens takes a diffusers pipeline, a transformer module, a save_pretrained "
                                         f"folder, a hub id or a model spec name {models.names()}; got "
@@ -407,11 +411,10 @@ class Lens:
         expected = self.steps_of(n, **kwargs)
         plan = self._plan(list(edits), cache, cache_steps, expected, kwargs)
         steps_kept = None if cache_steps is None else set(int(s) for s in cache_steps)
-        self._prepare(remote)
         model = self.model
         output = None  # stays None if the pipeline made fewer transformer calls than expected
-        tracer = model.trace(*_prompt_args(prompt), num_inference_steps=n, seed=seed, remote=remote, **kwargs)
-        run = self._make_run(tracer, prompt, n, kwargs)  # outside the block: a server runs only the block
+        tracer = self.trace(prompt, num_inference_steps=n, seed=seed, remote=remote, **kwargs)
+        run = tracer.dit  # made outside the block: a server runs only the block, which never touches the Lens
         with _counted(self.pipeline.transformer, not remote) as calls, tracer:
             saved = dict().save()
             stamps = list().save()
@@ -466,8 +469,9 @@ class Lens:
               cache_cfg: str | None = None, cfg=None, watch=(), on_call=None) -> _hooks.HookRun:
         """Edits and reads by plain torch hooks while the block is open, for a loop you run yourself (a bare
         transformer, or a pipeline you call): each transformer call is one step (``cfg="sequential"``: a cond and an
-        uncond call per step; ``"batch"``: both branches' rows, in ``lens.arch.batch_order``; default the lens's ``cfg``). Names and indices are
-        checked here, steps when the block closes; ``.cache`` and ``.timesteps`` are filled as the loop runs::
+        uncond call per step; ``"batch"``: both branches' rows, in ``lens.arch.batch_order``; default the lens's
+        ``cfg``). Names and indices are checked here, steps when the block closes; ``.cache`` and ``.timesteps`` are
+        filled as the loop runs::
 
             with lens.hooks(cache="single.*.img.resid_post", edits=[zero("double.1.img.resid_post")]) as run:
                 for t in timesteps:

@@ -6,7 +6,8 @@ can rebuild on the server.
                               (``dit_lens.remote.DiT:{"folder": "/models/flux-dev"}``, optionally with a dtype and
                               components left out: ``"absent": ["vae"]``)
     DiT.wrap(pipeline, key)   a DiT over a pipeline already in memory (key None: runs here, cannot run remotely)
-    model_key(spec=, folder=, torch_dtype=)   the key a server deployment is configured with
+    load_folder(path, ...)    a pipeline folder loaded from disk only, as a DiT keyed by its path
+    model_key(spec=, folder=, torch_dtype=, absent=)   the key a server deployment is configured with
 
 ``Lens("tiny")`` and ``Lens("/path/to/folder")`` wrap their pipelines this way, so ``remote=True`` sends a key the
 server resolves with ``DiT._remoteable_from_model_key``; the server needs dit-lens installed to resolve such keys
@@ -22,13 +23,17 @@ from nnsight.modeling.diffusion import DiffusionModel, _PipelineModule
 
 from .errors import ArgumentError
 
-__all__ = ["DiT", "model_key"]
+__all__ = ["DiT", "load_folder", "model_key"]
 
 
 def model_key(spec: str | None = None, folder: str | None = None, torch_dtype: str | None = None,
               absent=()) -> str:
     """``"dit_lens.remote.DiT:{...}"`` for a model spec or a pipeline folder (as an absolute path on the server),
     loaded in ``torch_dtype``, without the components named in ``absent``."""
+    return f"dit_lens.remote.DiT:{json.dumps(_key(spec, folder, torch_dtype, absent), sort_keys=True)}"
+
+
+def _key(spec=None, folder=None, torch_dtype=None, absent=()) -> dict:
     if (spec is None) == (folder is None):
         raise ArgumentError("a DiT model key names one of spec= (e.g. 'tiny') or folder= (a save_pretrained folder)")
     data = {"spec": spec} if spec is not None else {"folder": os.path.abspath(folder)}
@@ -36,7 +41,17 @@ def model_key(spec: str | None = None, folder: str | None = None, torch_dtype: s
         data["torch_dtype"] = str(torch_dtype).removeprefix("torch.")
     if absent:
         data["absent"] = sorted(absent)
-    return f"dit_lens.remote.DiT:{json.dumps(data, sort_keys=True)}"
+    return data
+
+
+def load_folder(path: str, **kwargs) -> "DiT":
+    """A pipeline folder loaded from disk only (``kwargs`` go to ``from_pretrained``), keyed by its path, its dtype
+    and the components passed as None; with any other loading argument it gets no key (a server could not rebuild
+    it the same way)."""
+    absent = [k for k, v in kwargs.items() if v is None]  # components left out (vae=None, ...)
+    extra = set(kwargs) - {"torch_dtype"} - set(absent)
+    key = None if extra else _key(folder=path, torch_dtype=kwargs.get("torch_dtype"), absent=absent)
+    return DiT.wrap(_from_folder(path, **kwargs), key)
 
 
 class DiT(DiffusionModel):
@@ -85,11 +100,14 @@ def _build(data: dict):
         pipeline = get(data["spec"]).build()
         return pipeline if dtype is None else pipeline.to(dtype)
     if "folder" in data:
-        from diffusers import DiffusionPipeline
-
-        if not os.path.isfile(os.path.join(data["folder"], "model_index.json")):
-            raise ArgumentError(f"{data['folder']!r} is not a diffusers pipeline folder on this machine")
-        return DiffusionPipeline.from_pretrained(data["folder"], local_files_only=True,
-                                                 **({} if dtype is None else {"torch_dtype": dtype}),
-                                                 **{name: None for name in data.get("absent", ())})
+        return _from_folder(data["folder"], **({} if dtype is None else {"torch_dtype": dtype}),
+                            **{name: None for name in data.get("absent", ())})
     raise ArgumentError(f"a DiT model key holds 'spec' or 'folder', got {sorted(data)}")
+
+
+def _from_folder(folder: str, **kwargs):
+    from diffusers import DiffusionPipeline
+
+    if not os.path.isfile(os.path.join(folder, "model_index.json")):
+        raise ArgumentError(f"{folder!r} is not a diffusers pipeline folder on this machine")
+    return DiffusionPipeline.from_pretrained(folder, local_files_only=True, **kwargs)

@@ -204,7 +204,8 @@ def markdown(m: dict) -> str:
             marks = ["yes" if checks.get(k) is True else "-" if k not in checks else "**no**" for k in m["checks"]]
             lines.append(f"| `{cls}` | {key} | " + " | ".join(marks) + " |")
     lines += ["", "Sites per family (a block of the family has each site for each stream it carries; "
-              "docs/architectures.md says what each is):", "", "| transformer class | family | sites |", "|---|---|---|"]
+              "docs/architectures.md says what each is):", "",
+              "| transformer class | family | sites |", "|---|---|---|"]
     lines += [f"| `{cls}` | {fam} | {', '.join(sites)} |" for cls, c in m["classes"].items()
               for fam, sites in (c.get("sites") or {}).items()]
     lines += ["", "No adapter yet:", ""]
