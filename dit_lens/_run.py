@@ -4,7 +4,8 @@
     argument(args, kwargs, (keyword, position))   a call's argument, given by keyword or position
     Run(...)             small, picklable (remote-safe) view of one traced generation
       .steps()           bounded iteration over exactly the transformer calls of the run (their number read from
-                         the pipeline's scheduler at the first call; ``.num_steps`` then holds the steps run)
+                         the pipeline's scheduler at the first call of a local run, or predicted by the client for
+                         a remote one; ``.num_steps`` then holds the steps run)
       .read(name, cfg=)  the current call's value of a canonical name (all rows, or one CFG branch)
       .branch(h, cfg=)   the cache branch label of a value read with ``cfg`` at this call (see dit_lens.cache)
       .write(name, value, cfg=)   assign it (never in place: survives nnsight's multi-invoke batching)
@@ -61,13 +62,14 @@ def _splice(h, rows: slice, new):
 class Run:
     def __init__(self, tracer, model, table: dict, *, images: int, steps: int, calls_per_step: int,
                  order: tuple, timestep: tuple, text: tuple, text_extra: int = 0, text_more: tuple = (),
-                 pooled: tuple | None = None, batch_order: tuple = ("uncond", "cond")):
+                 pooled: tuple | None = None, batch_order: tuple = ("uncond", "cond"), live: bool = True):
         self.tracer = tracer
         self.model = model  # the root envoy: its pipeline's scheduler says how many steps the run makes
         self.transformer = model.transformer
         self.table = table  # name -> ("out", path, layout, None) | ("in", path, inputs, None) | ("sub", path, i)
         self.images = images
         self.num_steps = steps
+        self.live = live  # the block runs beside the live pipeline, whose scheduler it may read (not in a sandbox)
         self.calls_per_step = calls_per_step
         self.order = order
         self._timestep, self._text, self._text_extra, self._pooled = timestep, text, text_extra, pooled
@@ -82,10 +84,13 @@ class Run:
 
     def steps(self):
         """Exactly this run's transformer calls: the first, then as many more as the pipeline's scheduler says the
-        run makes (``num_steps`` is updated then: img2img ``strength`` or custom ``sigmas`` change it)."""
+        run makes (``num_steps`` is updated then: img2img ``strength`` or custom ``sigmas`` change it). A remote run
+        keeps the count it was made with: a server may run the block in a sandbox process whose pipeline is a
+        weightless copy that never ran, so its scheduler says nothing about this run."""
         for _ in self.tracer.iter[0:1]:
             yield self._enter(0)
-            self.num_steps = self._steps_run()
+            if self.live:
+                self.num_steps = self._steps_run()
         for call in self.tracer.iter[1:self.num_steps * self.calls_per_step]:
             yield self._enter(call)
 

@@ -304,10 +304,11 @@ class Lens:
                           f"as its forward returns it, before those hooks run, so a hook that changes the output "
                           f"makes the next block's input differ from what dit-lens reads", RuntimeWarning, stacklevel=3)
 
-    def _make_run(self, tracer, prompt, num_inference_steps, kwargs) -> Run:
+    def _make_run(self, tracer, prompt, num_inference_steps, kwargs, remote) -> Run:
         cfg = self.arch.sequential_cfg
-        return Run(tracer, self.model, self._table, images=_count_images(prompt, kwargs),
-                   steps=num_inference_steps, calls_per_step=self.calls_per_step(**kwargs),
+        steps = self.steps_of(num_inference_steps, **kwargs) if remote else num_inference_steps
+        return Run(tracer, self.model, self._table, images=_count_images(prompt, kwargs), live=not remote,
+                   steps=steps, calls_per_step=self.calls_per_step(**kwargs),
                    order=cfg.order if cfg else ("cond",), timestep=self.arch.timestep, text=self.arch.text,
                    text_extra=text_extra(self.pipeline.transformer, self.arch), text_more=self.arch.text_more,
                    pooled=self.arch.pooled, batch_order=self.arch.batch_order)
@@ -334,7 +335,7 @@ class Lens:
         _check_call(prompt, seed, kwargs)
         tracer = self.model.trace(*_prompt_args(prompt), num_inference_steps=n, seed=seed, remote=remote,
                                   **kwargs)
-        tracer.dit = self._make_run(tracer, prompt, n, kwargs)
+        tracer.dit = self._make_run(tracer, prompt, n, kwargs, remote)
         return tracer
 
     def steps_of(self, num_inference_steps, **kwargs) -> int:

@@ -331,13 +331,16 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
                                  check=lambda name, h: _check_shape(layout, name, h, step.index)), seen)
 
     if remote:  # the server runs the block and sends back what it collected: statistics, and values unless stats_only
-        model = lens.model
+        model, out = lens.model, None  # out stays None if the server's run ended before the block did
         with lens.trace(prompts, num_inference_steps=n_steps, generator=gens, remote=remote, **kwargs) as tracer:
             run = tracer.dit
             got = list().save()
             for step in run.steps():
                 got.append(_collect.collect(run, step, names, cfg, keep_steps, tok_index, stats_only, reducer))
             out = model.output.save()
+        if out is None:
+            raise RunError(f"the server's run of batch {batch} ended before its traced block did (fewer transformer "
+                           f"calls than {ran} steps): nothing of it was written")
         seen = []
         for item in got:
             deliver(item, seen, shipped=True)

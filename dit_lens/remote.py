@@ -78,30 +78,77 @@ class DiT(DiffusionModel):
         return json.dumps(key, sort_keys=True)
 
     @classmethod
-    def _remoteable_from_model_key(cls, model_key: str, **kwargs) -> "DiT":
+    def _remoteable_from_model_key(cls, model_key: str, dispatch: bool = False, dtype=None, device=None,
+                                   device_map=None, max_memory=None, **kwargs) -> "DiT":
+        """The model a key names. ``dispatch=True`` (what a server's model actor passes, with its ``dtype`` and
+        ``device`` or ``device_map``) loads the weights; without it a folder is built from its configs on the meta
+        device, as nnsight builds models lazily (a sandbox runner needs only the module tree), and a spec is built
+        as it is (model specs are small). A ``dtype`` other than the key's is refused: the key is what clients
+        trace against."""
         data = json.loads(model_key)
-        return cls.wrap(_build(data), data)
+        _check_dtype(data, dtype)
+        if not dispatch and "folder" in data:
+            return cls.wrap(DiffusionModel(data["folder"]).pipeline, data)
+        placement = {"device_map": device_map, "max_memory": max_memory} if device_map is not None else {}
+        pipeline = _build(data, **placement)
+        if device is not None and device_map is None:
+            pipeline = pipeline.to(f"cuda:{device}" if isinstance(device, int) else device)
+        return cls.wrap(pipeline, data)
 
     @classmethod
     def _remoteable_estimate_bytes(cls, model_key: str, dtype: str) -> int:
-        pipeline = _build(json.loads(model_key))
-        return sum(p.numel() * p.element_size() for c in pipeline.components.values()
-                   if hasattr(c, "parameters") for p in c.parameters())
+        """Bytes of the key's weights (parameters and buffers) as loaded, in the key's dtype, counted on a meta
+        build: nothing is loaded."""
+        import torch
+
+        data = json.loads(model_key)
+        itemsize = getattr(torch, data.get("torch_dtype") or "float32").itemsize
+        pipeline = cls._remoteable_from_model_key(model_key).pipeline
+        return sum(t.numel() * (itemsize if t.is_floating_point() else t.element_size())
+                   for c in pipeline.components.values() if isinstance(c, torch.nn.Module)
+                   for t in (*c.parameters(), *c.buffers()))
 
 
-def _build(data: dict):
+    @classmethod
+    def _remoteable_describe_checkpoint(cls, model_key: str, dtype: str):
+        """What a server's placement needs (its size), from the key alone: nnsight's ``DiffusionModel`` reads a hub
+        config here, which a DiT key has none of."""
+        from nnsight.modeling.mixins.remotable import CheckpointInfo
+
+        return CheckpointInfo(size_bytes=cls._remoteable_estimate_bytes(model_key, dtype))
+
+    @classmethod
+    def _remoteable_max_tp_size(cls, model_key: str):
+        """None: a pipeline is placed whole (no tensor parallelism)."""
+        return None
+
+
+def _check_dtype(data: dict, dtype) -> None:
+    if dtype is None:
+        return
+    asked, keyed = str(dtype).removeprefix("torch."), data.get("torch_dtype") or "float32"
+    if asked != keyed:
+        raise ArgumentError(f"the deployment asks for dtype {asked}, but the key {json.dumps(data, sort_keys=True)} "
+                            f"loads the model in {keyed}: deploy it with dtype {keyed!r}, or serve a key with "
+                            f"\"torch_dtype\": \"{asked}\" (model_key(..., torch_dtype='{asked}'))")
+
+
+def _build(data: dict, **placement):
     """The pipeline a key names: a model spec, or a pipeline folder loaded from disk only."""
     import torch
 
     dtype = getattr(torch, data["torch_dtype"]) if data.get("torch_dtype") else None
     if "spec" in data:
+        if placement:
+            raise ArgumentError(f"model spec {data['spec']!r} loads on one device: deploy it with a device, not a "
+                                f"device_map")
         from .models import get
 
         pipeline = get(data["spec"]).build()
         return pipeline if dtype is None else pipeline.to(dtype)
     if "folder" in data:
         return _from_folder(data["folder"], **({} if dtype is None else {"torch_dtype": dtype}),
-                            **{name: None for name in data.get("absent", ())})
+                            **{name: None for name in data.get("absent", ())}, **placement)
     raise ArgumentError(f"a DiT model key holds 'spec' or 'folder', got {sorted(data)}")
 
 
