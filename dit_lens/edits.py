@@ -6,8 +6,10 @@
     Edit.apply(h, step)           the edited copy of ``h`` (rows, tokens, channels) — never in place
 
 ``set_to`` with one value per selected channel is mean-ablation; ``patch`` takes a tensor (rows or not) or a
-``{step: tensor}`` mapping, e.g. from a cache of another run. A value's last dims must match the selection
-(tokens x channels, or channels); mismatches raise before anything is written.
+``{step: tensor}`` mapping, e.g. from a cache of another run, and optionally a ``mask`` (rows x selected tokens,
+or ``{step: mask}``) of the tokens that move in each row: a spatial mask per sample, e.g. its subject's tokens. A
+value's last dims must match the selection (tokens x channels, or channels); mismatches raise before anything is
+written.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class Edit:
     tokens: tuple | None = None  # token indices within the stream; None = all
     channels: tuple | None = None  # channel indices; None = all
     alpha: float = 1.0  # patch strength: selection + alpha * (value - selection)
+    mask: Any = None  # patch only: (rows, selected tokens) bool, or {step: that}: the tokens that move per row
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -71,6 +74,8 @@ class Edit:
             raise ArgumentError(f"cfg={self.cfg!r}: expected one of {BRANCHES} or None")
         if self.kind in ("set", "scale", "add", "patch") and self.value is None:
             raise ArgumentError(f"a {self.kind!r} edit needs a value")
+        if self.mask is not None and self.kind != "patch":
+            raise ArgumentError(f"mask= selects the tokens a patch moves per row; a {self.kind!r} edit takes tokens=")
         for field in ("steps", "tokens", "channels"):
             sel = getattr(self, field)
             if sel is not None and (len(sel) == 0 or min(sel) < 0):
@@ -89,6 +94,13 @@ class Edit:
             if sel is not None and size is not None and max(sel) >= size:
                 raise OutOfRangeError(f"{self.kind} edit on {name}: {field} index {max(sel)} out of range "
                                       f"(valid 0..{size - 1}{' in ' + where if where else ''})")
+        if self.mask is not None:
+            want = len(self.tokens) if self.tokens is not None else tokens
+            masks = self.mask.values() if isinstance(self.mask, Mapping) else [self.mask]
+            bad = sorted({int(m.shape[1]) for m in masks} - ({want} if want is not None else set()))
+            if want is not None and bad:
+                raise ArgumentError(f"patch edit on {name}: mask covers {bad} tokens, the selection has {want}"
+                                    f"{' in ' + where if where else ''}")
         if isinstance(self.value, Mapping) and num_steps is not None:
             bad = [s for s in self.value if not 0 <= int(s) < num_steps]
             if bad:
@@ -96,6 +108,17 @@ class Edit:
 
     def _value_at(self, step: int) -> Any:
         return self.value[step] if isinstance(self.value, Mapping) else self.value
+
+    def _mask_at(self, step: int, sub: torch.Tensor):
+        """This step's mask as (rows, tokens, 1) in ``sub``'s dtype, checked against the selection."""
+        m = self.mask.get(step) if isinstance(self.mask, Mapping) else self.mask
+        if m is None:
+            raise ArgumentError(f"patch edit: mask given for steps {sorted(self.mask)}, not for step {step}")
+        m = m.to(device=sub.device)
+        if tuple(m.shape) != tuple(sub.shape[:2]):
+            raise ArgumentError(f"patch edit: mask of shape {tuple(m.shape)} does not fit the selection's (rows, "
+                                f"tokens) = {tuple(sub.shape[:2])}")
+        return m.to(sub.dtype)[..., None]
 
     def apply(self, h: torch.Tensor, step: int) -> torch.Tensor:
         """Return an edited copy of ``h`` (rows, tokens, channels)."""
@@ -116,6 +139,8 @@ class Edit:
             new = sub * v
         elif self.kind == "add":
             new = sub + v
+        elif self.kind == "patch" and self.mask is not None:
+            new = sub + self.alpha * self._mask_at(step, sub) * (v - sub)
         elif self.kind == "patch" and self.alpha != 1.0:
             new = sub + self.alpha * (v - sub)
         else:  # set / patch
@@ -138,15 +163,21 @@ class Edit:
             d["value"] = {"tensor_shape": list(v.shape)}
         elif isinstance(v, Mapping):
             d["value"] = {"steps": sorted(int(s) for s in v)}
+        m = self.mask
+        if isinstance(m, torch.Tensor):
+            d["mask"] = {"tensor_shape": list(m.shape), "selected": int(m.sum())}
+        elif isinstance(m, Mapping):
+            d["mask"] = {"steps": sorted(int(s) for s in m)}
         return d
 
 
-def _make(kind: str, names, value=None, *, steps=None, cfg=None, tokens=None, channels=None, alpha=1.0) -> Edit:
+def _make(kind: str, names, value=None, *, steps=None, cfg=None, tokens=None, channels=None, alpha=1.0,
+          mask=None) -> Edit:
     names = (names,) if isinstance(names, str) else tuple(names)
     if not names or not all(isinstance(n, str) and n for n in names):
         raise ArgumentError(f"a {kind} edit needs canonical names or globs (strings), got {names!r}")
     return Edit(kind, names, value, _tuple(steps, "steps"), cfg, _tuple(tokens, "tokens"),
-                _tuple(channels, "channels"), _number("alpha", alpha))
+                _tuple(channels, "channels"), _number("alpha", alpha), mask)
 
 
 def zero(names: str | Sequence[str], **where) -> Edit:
@@ -171,10 +202,22 @@ def add(names: str | Sequence[str], vector, **where) -> Edit:
     return _make("add", names, _finite("add vector", torch.as_tensor(vector, dtype=torch.float32)), **where)
 
 
-def patch(names: str | Sequence[str], source, alpha: float = 1.0, **where) -> Edit:
+def patch(names: str | Sequence[str], source, alpha: float = 1.0, mask=None, **where) -> Edit:
     """Replace the selection by ``source`` (a tensor, or ``{step: tensor}``: only those steps are patched); with
     ``alpha`` < 1 move it that fraction of the way (selection + alpha * (source - selection)). Step keys are
-    integers (a key "1" would never match step 1, so it is an error); values are finite tensors."""
+    integers (a key "1" would never match step 1, so it is an error); values are finite tensors. ``mask`` (bool,
+    rows x selected tokens, or ``{step: mask}`` with a mask for every patched step) moves only the tokens it marks
+    in each row: a joint channel x per-sample spatial mask."""
+    if mask is not None:
+        if isinstance(mask, Mapping):
+            mask = {_index("patch mask step key", s): torch.as_tensor(m, dtype=torch.bool) for s, m in mask.items()}
+            if isinstance(source, Mapping) and set(mask) != {int(s) for s in source}:
+                raise ArgumentError(f"patch: mask steps {sorted(mask)} differ from the value's steps "
+                                    f"{sorted(int(s) for s in source)}")
+        else:
+            mask = torch.as_tensor(mask, dtype=torch.bool)
+        if any(m.dim() != 2 for m in (mask.values() if isinstance(mask, Mapping) else [mask])):
+            raise ArgumentError("patch: a mask is 2-D (rows, selected tokens)")
     if isinstance(source, Mapping):
         if not source:
             raise ArgumentError("patch: the {step: tensor} mapping is empty: nothing would be patched")
@@ -182,4 +225,4 @@ def patch(names: str | Sequence[str], source, alpha: float = 1.0, **where) -> Ed
                   for s, v in source.items()}
     else:
         source = _finite("patch value", torch.as_tensor(source))
-    return _make("patch", names, source, alpha=alpha, **where)
+    return _make("patch", names, source, alpha=alpha, mask=mask, **where)

@@ -302,7 +302,8 @@ def test_image_transport_recipe_file_reads_its_images():
 
 @pytest.mark.parametrize("key", sorted(ROWS))
 def test_recipes_run_on_every_architecture(key, tmp_path):
-    """disrupt (zero and mean), transport and cluster on each contract row, sequential CFG included: with no scorer
+    """disrupt (zero and mean), transport (all tokens, and cluster-masked) and cluster on each contract row,
+    sequential CFG included: with no scorer
     the model-independent measures; the embedded model's row is scored by its own evaluator."""
     lens, kw = row_lens(key)
     prompts = kw.pop("prompt", None) or ["p0", "p1"]
@@ -326,6 +327,9 @@ def test_recipes_run_on_every_architecture(key, tmp_path):
     assert (t.images[1.0] != t.images["target"]).any(), "transport changed nothing"
     assert bool(t.success) == (key == "tiny")  # only the embedded model's scorer judges transport
     assert t.figure(tmp_path).stat().st_size > 1000
+    masked = transport(lens, pairs=[(prompts[0], prompts[1])], seeds=[0, 1], alphas=(1.0,), k=k, names=names,
+                       num_inference_steps=2, pipeline=kw, source_pipeline=source or None, spatial="cluster")
+    assert 0 < masked.mask_fraction < 1 and (masked.images[1.0] != masked.images["target"]).any()
     url = str(tmp_path / "c.zarr")
     record(lens, url, prompts, seeds=[0], names=names, num_inference_steps=2, progress=False, **kw)
     c = cluster(url, k=k, steps=[lens.steps_of(2, **kw) - 1])  # the last step run (img2img runs fewer)

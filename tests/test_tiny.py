@@ -90,10 +90,44 @@ def test_demo_full_report_numbers_come_from_the_run(tmp_path):
     page = (tmp_path / "report.md").read_text()
     r = report["recipes"]
     assert f"| massive | {r['cluster']['summary']['massive']:.3f} |" in page
-    for label, t in {"massive 4": r["transport"], **r["transport_controls"]}.items():
-        for a, v in t["success"].items():
-            assert f"| {label} | {a} | {v:.0%} |" in page
+    for label, t in {"massive 4, cluster mask": r["transport"], **r["transport_controls"]}.items():
+        for a, v in t["success_interval"].items():
+            assert f"| {label} | {a} | {v['mean']:.3g} [{v['lo']:.3g}, {v['hi']:.3g}] |" in page
+            assert 0 <= v["lo"] <= v["mean"] <= v["hi"] <= 1
     assert r["transport_controls"]["pooled embedding only"]["params"]["k"] == 0
+    assert r["transport"]["params"]["spatial"] == "cluster" and 0 < r["transport"]["mask_fraction"] < 1
+    from dit_lens.tiny.page import verdicts
+
+    for claim, v in verdicts(r).items():  # each verdict stated as the run decided it
+        assert f"| {claim} | {'yes' if v['holds'] else 'no'} | {v['why']} |" in page
+    assert set(r["readings"]) == {"all", "early", "middle", "late"}
+    for w, v in r["readings"].items():
+        assert f"| {w} | {v['supports']} |" in page
     for fig in ("grid.png", "profile.png", "detect_heatmap.png", "disrupt_grid.png", "cluster_masks.png",
                 "transport_sweep.png"):
         assert f"({fig})" in page and (tmp_path / fig).stat().st_size > 5_000, fig
+
+
+def test_text_token_conditioning_and_register_tokens_train_save_and_load(tmp_path):
+    """The v2 levers: prompts through the text tokens alone (no pooled modulation), register tokens, a weak pooled
+    path; trained a few steps on the CPU, saved with their conditioning, loaded back and traced by name."""
+    from dit_lens import Lens
+    from dit_lens.tiny.pipeline import build, weights_config
+    from dit_lens.tiny.train import train
+
+    kw = dict(batch_size=4, ckpt_every=2, warmup=2, log_every=1, threads=torch.get_num_threads())
+    train(tmp_path / "v2", steps=2, pooled="none", registers=2, **kw)
+    path = tmp_path / "v2" / "ema.safetensors"
+    assert weights_config(path, "conditioning") == {"pooled": "none", "registers": 2}
+    pipe = build(path)
+    embeds, pooled = pipe.encode_prompt(["a red circle on a blue background"])
+    assert embeds.shape[1] == 12 and not pooled.any()  # 10 text tokens + 2 registers; nothing pooled
+    lens = Lens(pipe, example=dict(prompt=["a red circle on a blue background"], num_inference_steps=1))
+    g = lens.generate(["a red circle on a blue background"], num_inference_steps=2, cache="double.0.txt.resid_post")
+    assert g.cache["double.0.txt.resid_post", 1, "batch"].shape[1] == 12
+    train(tmp_path / "weak", steps=2, pooled_dropout=0.5, **kw)
+    assert json.loads((tmp_path / "weak" / "hparams.json").read_text())["pooled_dropout"] == 0.5
+    with pytest.raises(ValueError, match="only with pooled='clip'"):
+        train(tmp_path / "bad", steps=1, pooled="none", pooled_dropout=0.5, **kw)
+    with pytest.raises(Exception, match="registers=17"):
+        build(None, cond=dict(registers=17))

@@ -9,6 +9,12 @@
         evaluator; see dit_lens.scoring) adds its per-image scores (semantic collapse) for the baseline and every
         condition. Means with 95% t-intervals over samples. An embeddings-driven pipeline (``prompt_embeds`` in
         ``pipeline``) takes one row per sample (prompts x seeds), the prompts then only label the samples.
+        ``steps``: the steps knocked out (indices, or a window: "early", "middle", "late", the run's thirds);
+        ``windows``: several windows in one call, sharing the baseline (conditions "zero/massive@early", ...). With
+        a scorer each condition also gets ``delta_<score>``: the per-sample change from the baseline.
+    Disruption.readings(ablation="zero", control="random")   per window, which reading of the massive channels the
+        data supports: "semantic" (the paper: knocking them out loses the prompt's content, beyond the control)
+        or "detail" (Gan et al., arXiv 2510.11538: content kept, high-frequency detail lost), with the numbers
     Disruption.figure(out)   baseline / ablated output grid (images), or the metrics per condition (latents)
     pair_metrics(x, y)       the comparison of one output with its baseline
     as_outputs(images) / is_images(x)   a pipeline's output as compared (uint8 images, or raw latents)
@@ -24,12 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import _samples
-from ..errors import OutOfRangeError, RecipeError
+from ..errors import RecipeError
 from ..scoring import implements, resolve_scorer
 from ._intervals import t_interval
+from ._windows import WINDOWS, window_steps
 
-__all__ = ["SETS", "Disruption", "disrupt", "pair_metrics", "psnr", "ssim", "hf_energy", "as_outputs", "is_images",
-           "explicit", "progress"]
+__all__ = ["SETS", "WINDOWS", "Disruption", "disrupt", "pair_metrics", "psnr", "ssim", "hf_energy", "as_outputs",
+           "is_images", "explicit", "progress"]
 
 SETS = ("massive", "low", "random")
 # the valid range of each metric, which its interval is clipped to
@@ -107,15 +114,45 @@ class Disruption:
     images: dict = field(repr=False, default_factory=dict)  # "baseline" | "ablation/set" -> (n, ...) outputs
 
     def to_dict(self) -> dict:
-        return {"params": self.params, "channels": self.channels, "metrics": self.metrics}
+        d = {"params": self.params, "channels": self.channels, "metrics": self.metrics}
+        if "zero" in self.params["ablations"] and "massive" in self.params["sets"]:
+            d["readings"] = self.readings()
+        return d
 
     def describe(self) -> str:
         parts = []
         for key, m in self.metrics.items():
             main = f"PSNR {m['psnr']['mean']:.1f} dB" if "psnr" in m else f"rel. L2 {m['rel_l2']['mean']:.3g}"
-            scores = [f"{k} {v['mean']:.2f}" for k, v in m.items() if k not in BOUNDS and not k.startswith("baseline")]
+            scores = [f"{k} {v['mean']:.2f}" for k, v in m.items()
+                      if k not in BOUNDS and not k.startswith(("baseline", "delta_"))]
             parts.append(f"{key}: {', '.join([main, *scores])}")
         return "; ".join(parts)
+
+    def readings(self, ablation: str = "zero", control: str = "random") -> dict:
+        """Per window (or "all"): the semantic change (each score's per-sample change from the baseline, massive
+        and ``control`` channels), the detail change (high-frequency energy ratio, SSIM) and which reading that
+        supports: "semantic" when a score drops (its interval below 0) and drops more than under the control;
+        "detail" when no score drops but detail does (the energy ratio's interval below 1); else "neither"; with
+        no scorer, "detail" or "neither" from detail alone ("semantics not measured")."""
+        out = {}
+        windows = self.params.get("windows") or ["all"]
+        for w in windows:
+            suffix = "" if w == "all" else f"@{w}"
+            m, c = self.metrics.get(f"{ablation}/massive{suffix}"), self.metrics.get(f"{ablation}/{control}{suffix}")
+            if m is None:
+                raise RecipeError(f"readings: no {ablation}/massive{suffix} condition (ablations "
+                                  f"{self.params['ablations']}, sets {self.params['sets']})")
+            deltas = {k[len("delta_"):]: v for k, v in m.items() if k.startswith("delta_")}
+            control_deltas = {k[len("delta_"):]: v for k, v in (c or {}).items() if k.startswith("delta_")}
+            dropped = [k for k, v in deltas.items() if v["hi"] < 0 and
+                       (k not in control_deltas or v["mean"] < control_deltas[k]["lo"])]
+            detail_lost = "hf_ratio" in m and m["hf_ratio"]["hi"] < 1.0
+            supports = "semantic" if dropped else "detail" if detail_lost else "neither"
+            out[w] = dict(supports=supports, semantic=deltas, semantic_control=control_deltas,
+                          scores_dropped=dropped, hf_ratio=m.get("hf_ratio"), ssim=m.get("ssim"),
+                          control_hf_ratio=(c or {}).get("hf_ratio"),
+                          note="" if deltas else "semantics not measured (no scorer)")
+        return out
 
     def figure(self, out, n: int = 6) -> Path:
         from ._figures import pyplot, save
@@ -160,8 +197,8 @@ def _branch_mean(cache, name):
 
 
 def disrupt(lens, *, prompts, seeds=(0, 1), names: str = "*.*.img.resid_post", k: int = 4, detection=None,
-            ablations=("zero", "mean"), sets=SETS, steps=None, num_inference_steps: int = 20, random_seed: int = 0,
-            scorer=None, pipeline: dict | None = None) -> Disruption:
+            ablations=("zero", "mean"), sets=SETS, steps=None, windows=None, num_inference_steps: int = 20,
+            random_seed: int = 0, scorer=None, pipeline: dict | None = None) -> Disruption:
     from ..edits import set_to, zero
     from .detect import detect
 
@@ -176,8 +213,12 @@ def disrupt(lens, *, prompts, seeds=(0, 1), names: str = "*.*.img.resid_post", k
     if not 1 <= k < channels_n // 2:
         raise RecipeError(f"k={k} out of range 1..{channels_n // 2 - 1} for {channels_n} channels")
     ran = lens.steps_of(num_inference_steps, **pipeline_kwargs)
-    if steps is not None and not all(0 <= s < ran for s in steps):
-        raise OutOfRangeError(f"steps {list(steps)} out of range 0..{ran - 1}")
+    if windows is not None and steps is not None:
+        raise RecipeError("give steps= (one selection) or windows= (several, sharing the baseline), not both")
+    windows = None if windows is None else [windows] if isinstance(windows, str) else list(windows)
+    if windows is not None and (not windows or any(w not in (*WINDOWS, "all") for w in windows)):
+        raise RecipeError(f"windows={windows}: each one of {WINDOWS} or 'all'")
+    where_at = {w: window_steps(w, ran) for w in windows} if windows else {None: window_steps(steps, ran)}
     call_prompts = _samples.call_prompts(all_prompts, pipeline_kwargs)  # embeddings: one row per sample
     judge = resolve_scorer(scorer, lens.spec)
     if explicit(scorer) and (not implements(judge, "score") or pipeline_kwargs.get("output_type") == "latent"):
@@ -196,12 +237,12 @@ def disrupt(lens, *, prompts, seeds=(0, 1), names: str = "*.*.img.resid_post", k
     base = run(cache=chosen if "mean" in ablations else None)
     means = {n: _branch_mean(base.cache, n) for n in chosen} if "mean" in ablations else {}
     images = {"baseline": as_outputs(base.images)}
-    where = {} if steps is None else {"steps": list(steps)}
-    conditions = [(ab, s) for ab in ablations for s in sets]
-    for ab, s in progress(conditions, "disrupt"):
+    conditions = [(ab, s, w) for w in where_at for ab in ablations for s in sets]
+    for ab, s, w in progress(conditions, "disrupt"):
+        where = {} if where_at[w] is None else {"steps": where_at[w]}
         edits = [zero(n, channels=channels[s][n], **where) if ab == "zero" else
                  set_to(n, means[n][channels[s][n]], channels=channels[s][n], **where) for n in chosen]
-        images[f"{ab}/{s}"] = as_outputs(run(edits).images)
+        images[f"{ab}/{s}" + ("" if w is None or w == "all" else f"@{w}")] = as_outputs(run(edits).images)
     scored = implements(judge, "score") and is_images(images["baseline"])
     if explicit(scorer) and not scored:
         raise RecipeError(f"scorer {judge.name!r} cannot score these outputs: it needs images, the pipeline "
@@ -216,11 +257,14 @@ def disrupt(lens, *, prompts, seeds=(0, 1), names: str = "*.*.img.resid_post", k
         if scored:
             for metric, values in judge.score(imgs, all_prompts).items():
                 m[metric] = t_interval(values, (0.0, 1.0))
+                m[f"delta_{metric}"] = t_interval(np.asarray(values, float) - base_scores[metric], (-1.0, 1.0))
             for metric, values in base_scores.items():
                 m[f"baseline_{metric}"] = t_interval(values, (0.0, 1.0))
         metrics[key] = m
     params = dict(prompts=prompts, seeds=list(seeds), names=names, k=k, ablations=list(ablations), sets=list(sets),
-                  steps=None if steps is None else list(steps), num_inference_steps=num_inference_steps,
+                  steps=None if steps is None else steps if isinstance(steps, str) else list(steps),
+                  windows=windows, window_steps={str(w): v for w, v in where_at.items()} if windows else None,
+                  num_inference_steps=num_inference_steps,
                   random_seed=random_seed, scorer=judge.name if judge is not None else None,
                   pipeline={k2: str(v) for k2, v in pipeline_kwargs.items()})
     return Disruption(metrics=metrics, channels={s: channels[s] for s in sets}, params=params, images=images)

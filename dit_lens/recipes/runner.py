@@ -2,6 +2,7 @@
 
     RECIPES                 name -> function (detect, disrupt, cluster, transport)
     load(path)              (recipe name, its arguments) from a file
+    check_file(path)        (name, function, arguments, sweep), every argument checked: nothing runs
     run_file(path, out)     run a file and write ``out/report.json`` plus the recipe's figures
 
 Two keys are special: ``model`` (a Lens spec: "tiny", a folder or a hub id) becomes the function's first argument,
@@ -35,7 +36,7 @@ from .detect import detect
 from .disrupt import disrupt
 from .transport import transport
 
-__all__ = ["RECIPES", "load", "run_file"]
+__all__ = ["RECIPES", "load", "check_file", "run_file"]
 
 RECIPES = {"detect": detect, "disrupt": disrupt, "cluster": cluster, "transport": transport}
 
@@ -67,14 +68,10 @@ def _check_type(path, key: str, value, default) -> None:
                           f"{' (a list)' if kinds == (list,) else ''}")
 
 
-def run_file(path, out, progress: bool = True) -> dict:
+def check_file(path) -> tuple:
+    """(recipe name, function, arguments, sweep) of a recipe file, every argument checked against the function's
+    parameters and their types: what ``run_file`` checks before it runs anything."""
     import inspect
-    import itertools
-
-    from tqdm.auto import tqdm
-
-    from .. import __version__
-    from ..lens import Lens
 
     name, spec = load(path)
     fn = RECIPES[name]
@@ -93,6 +90,20 @@ def run_file(path, out, progress: bool = True) -> dict:
                 _check_type(path, key, v, params[key].default)
     if "model" not in spec and "store" not in spec:
         raise RecipeError(f"{path}: give 'model' (a Lens spec) or 'store' (a store path or URL)")
+    return name, fn, spec, sweep
+
+
+def run_file(path, out, progress: bool = True) -> dict:
+    import inspect
+    import itertools
+
+    from tqdm.auto import tqdm
+
+    from .. import __version__
+    from ..lens import Lens
+
+    name, fn, spec, sweep = check_file(path)
+    params = inspect.signature(fn).parameters
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RecipeError(f"{out} is a file: give a folder for report.json and the figures")

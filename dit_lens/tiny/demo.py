@@ -173,24 +173,35 @@ def _recipes(lens, out: Path, steps: int, stages) -> dict:
     det.figures(out)
     stages.update()
     stages.set_description("demo: disrupt")
-    dis = disrupt(lens, prompts=demo_prompts(6), seeds=[0, 1], k=4, detection=det, num_inference_steps=steps)
+    # every step with the controls; then the massive channels in each third of the run alone: the paper's reading
+    # (content lost) against detail guidance's (content kept, detail lost)
+    one = dict(prompts=demo_prompts(4), seeds=[0, 1], k=4, detection=det, num_inference_steps=steps,
+               ablations=("zero",))
+    dis = disrupt(lens, **one)
     dis.figure(out)
+    win = disrupt(lens, **one, sets=("massive",), windows=("early", "middle", "late"))
     stages.update()
     stages.set_description("demo: cluster")
     clu = cluster(ds, k=4, K=2, steps=[keep[2], keep[-1]], detection=det)
     clu.figure(out)
     stages.update()
     stages.set_description("demo: transport")
-    # the controls share the source and target generations of the first call (runs)
-    swap = dict(pairs=_colour_swaps(4), seeds=[0, 1], detection=det, num_inference_steps=steps, runs={})
-    tra = transport(lens, k=4, alphas=(0.5, 1.0), **swap)
+    # as the paper transports: massive channels x each sample's cluster mask (target and source), every step; the
+    # controls share the source and target generations of the first call (runs)
+    swap = dict(pairs=_colour_swaps(3), seeds=[0, 1], detection=det, num_inference_steps=steps, runs={})
+    tra = transport(lens, k=4, alphas=(0.5, 1.0), spatial="cluster", **swap)
     tra.figure(out)
-    controls = {  # the same pairs at alpha 1: random channels, and the pooled text embedding that modulates blocks
-        "random 4": transport(lens, k=4, alphas=(1.0,), channel_set="random", **swap),
+    controls = {  # alpha 1: all tokens, random channels, each third of the run, the pooled text embedding
+        "massive 4, all tokens": transport(lens, k=4, alphas=(1.0,), **swap),
+        "random 4, cluster mask": transport(lens, k=4, alphas=(1.0,), channel_set="random", spatial="cluster",
+                                            **swap),
+        **{f"massive 4, cluster mask, {w} steps": transport(lens, k=4, alphas=(1.0,), spatial="cluster", steps=w,
+                                                            **swap) for w in ("early", "late")},
         "pooled embedding only": transport(lens, k=0, alphas=(1.0,), pooled_alpha=1.0, **swap),
-        "pooled + massive 4": transport(lens, k=4, alphas=(1.0,), pooled_alpha=1.0, **swap),
     }
     stages.update()
     stages.set_description("demo: report")
-    return {"store": str(store), "detect": det.to_dict(), "disrupt": dis.to_dict(), "cluster": clu.to_dict(),
-            "transport": tra.to_dict(), "transport_controls": {k: v.to_dict() for k, v in controls.items()}}
+    return {"store": str(store), "detect": det.to_dict(), "disrupt": dis.to_dict(),
+            "disrupt_windows": win.to_dict(), "readings": {**dis.readings(), **win.readings()},
+            "cluster": clu.to_dict(), "transport": tra.to_dict(),
+            "transport_controls": {k: v.to_dict() for k, v in controls.items()}}

@@ -6,6 +6,10 @@
                                       matching with classifier-free guidance (batch ``[uncond; cond]``)
     build(weights=None)               a pipeline from config, with the shipped weights (or a given file) or random
     transformer_config(...)           the config with another width/depth (training ablations; stored in the weights)
+    conditioning(pooled=, registers=) how the prompt reaches the transformer (stored in the weights): "clip" feeds
+                                      CLIP's pooled output to every block's modulation (v1); "none" feeds zeros, so
+                                      the prompt enters through the text tokens alone, as T5's do in Flux; registers
+                                      appends that many learned register tokens to every prompt's text tokens
     WEIGHTS                           path of the shipped weights (safetensors)
 
 Images are 32 x 32 RGB in pixel space; the transformer sees 2 x 2 patches packed to 16 x 16 = 256 image tokens of 12
@@ -31,7 +35,7 @@ from . import data
 
 __all__ = ["PATCH", "GRID", "MAX_TOKENS", "TRANSFORMER_CONFIG", "VOCAB", "TEXT_CONFIG", "WEIGHTS", "WordTokenizer",
            "image_ids", "pack", "unpack", "TinyShapesPipeline", "transformer_config", "weights_config", "build",
-           "load_weights"]
+           "load_weights", "conditioning", "CONDITIONING"]
 
 PATCH = 2
 GRID = data.SIZE // PATCH  # 16 x 16 image tokens
@@ -61,15 +65,31 @@ TEXT_CONFIG = dict(
     bos_token_id=2,
 )
 WEIGHTS = resources.files("dit_lens.tiny") / "weights" / "tiny_shapes.safetensors"
+CONDITIONING = dict(pooled="clip", registers=0)  # the shipped (v1) model's
+
+
+def conditioning(pooled: str = "clip", registers: int = 0) -> dict:
+    """How prompts condition the model (see the module docstring); checked."""
+    if pooled not in ("clip", "none"):
+        raise ArgumentError(f"pooled={pooled!r}: 'clip' (CLIP's pooled output modulates every block) or 'none'")
+    if not 0 <= int(registers) <= 16:
+        raise ArgumentError(f"registers={registers}: 0..16 register tokens")
+    return dict(pooled=pooled, registers=int(registers))
+
+
+def _text_config(registers: int) -> dict:
+    return dict(TEXT_CONFIG, vocab_size=len(VOCAB) + registers, max_position_embeddings=MAX_TOKENS + registers)
 
 
 class WordTokenizer:
-    """Maps a prompt to ``[<bos>, words..., <eos>, <pad>...]`` ids of length ``MAX_TOKENS``."""
+    """Maps a prompt to ``[<bos>, words..., <eos>, <pad>...]`` ids of length ``MAX_TOKENS``, then ``registers``
+    register tokens ``<reg0>...`` (ids after the vocabulary's)."""
 
-    def __init__(self, vocab: list[str] = VOCAB, max_length: int = MAX_TOKENS):
-        self.vocab = list(vocab)
+    def __init__(self, vocab: list[str] = VOCAB, max_length: int = MAX_TOKENS, registers: int = 0):
+        self.vocab = list(vocab) + [f"<reg{i}>" for i in range(registers)]
         self.ids = {w: i for i, w in enumerate(self.vocab)}
         self.max_length = max_length
+        self.registers = [self.ids[f"<reg{i}>"] for i in range(registers)]
 
     def __call__(self, prompts: str | list[str]) -> torch.Tensor:
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -85,7 +105,7 @@ class WordTokenizer:
             if len(words) + 2 > self.max_length:
                 raise ArgumentError(f"prompt {p!r} has {len(words)} words; at most {self.max_length - 2} fit")
             ids = [self.ids["<bos>"], *(self.ids[w] for w in words), self.ids["<eos>"]]
-            rows.append(ids + [self.ids["<pad>"]] * (self.max_length - len(ids)))
+            rows.append(ids + [self.ids["<pad>"]] * (self.max_length - len(ids)) + self.registers)
         return torch.tensor(rows, dtype=torch.long)
 
 
@@ -108,15 +128,19 @@ def unpack(tokens: torch.Tensor) -> torch.Tensor:
 class TinyShapesPipeline(DiffusionPipeline):
     """Text-to-image pipeline of the embedded model (see the module docstring)."""
 
-    def __init__(self, transformer, text_encoder, tokenizer, scheduler):
+    def __init__(self, transformer, text_encoder, tokenizer, scheduler, pooled: str = "clip"):
         super().__init__()
         self.register_modules(transformer=transformer, text_encoder=text_encoder, tokenizer=tokenizer,
                               scheduler=scheduler)
+        self.pooled = conditioning(pooled)["pooled"]
 
     def encode_prompt(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text tokens (B, tokens, 128) and the pooled vector (B, 128): CLIP's pooled output, or zeros when the
+        model is conditioned through its text tokens alone (``pooled="none"``)."""
         ids = self.tokenizer(prompts).to(self.text_encoder.device)
         out = self.text_encoder(ids)
-        return out.last_hidden_state, out.pooler_output
+        pooled = out.pooler_output if self.pooled == "clip" else torch.zeros_like(out.pooler_output)
+        return out.last_hidden_state, pooled
 
     def denoise(self, x, embeds, pooled, t):
         """One transformer call: packed tokens x (B, 256, 12), t in [0, 1] (B,) -> velocity (B, 256, 12)."""
@@ -174,32 +198,37 @@ def transformer_config(heads: int | None = None, double: int | None = None, sing
     return cfg
 
 
-def weights_config(path) -> dict:
-    """The transformer config a weights file was trained with (its metadata), or the default one."""
+def weights_config(path, part: str = "transformer_config") -> dict:
+    """The transformer config (or, ``part="conditioning"``, the conditioning) a weights file was trained with (its
+    metadata), or the shipped model's."""
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
+    if part == "conditioning":
+        return conditioning(**json.loads(meta.get("conditioning", "{}")))
     cfg = json.loads(meta["transformer_config"]) if "transformer_config" in meta else TRANSFORMER_CONFIG
     cfg = dict(cfg)
     cfg["axes_dims_rope"] = tuple(cfg["axes_dims_rope"])
     return cfg
 
 
-def build(weights: str | Path | None | bool = True, config: dict | None = None) -> TinyShapesPipeline:
+def build(weights: str | Path | None | bool = True, config: dict | None = None,
+          cond: dict | None = None) -> TinyShapesPipeline:
     """The embedded pipeline in eval mode: ``weights=True`` loads the shipped weights, a path loads that file (with
-    the transformer config stored in it), ``None``/``False`` leaves random weights (seeded by the caller) of
-    ``config`` (default ``TRANSFORMER_CONFIG``)."""
+    the transformer config and conditioning stored in it), ``None``/``False`` leaves random weights (seeded by the
+    caller) of ``config`` (default ``TRANSFORMER_CONFIG``) and ``cond`` (default ``CONDITIONING``)."""
     if weights is True:
         if not WEIGHTS.is_file():
             raise FileNotFoundError(f"the embedded model's weights are missing from the package: {WEIGHTS}")
         weights = WEIGHTS
     if weights:
-        config = weights_config(weights)
+        config, cond = weights_config(weights), weights_config(weights, "conditioning")
+    cond = conditioning(**(cond or CONDITIONING))
     transformer = FluxTransformer2DModel(**(config or TRANSFORMER_CONFIG))
-    text_encoder = CLIPTextModel(CLIPTextConfig(**TEXT_CONFIG))
-    pipe = TinyShapesPipeline(transformer, text_encoder, WordTokenizer(),
-                              FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0))
+    text_encoder = CLIPTextModel(CLIPTextConfig(**_text_config(cond["registers"])))
+    pipe = TinyShapesPipeline(transformer, text_encoder, WordTokenizer(registers=cond["registers"]),
+                              FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=1.0), cond["pooled"])
     if weights:
         load_weights(pipe, weights)
     pipe.transformer.eval()

@@ -10,6 +10,11 @@ EMA, optimiser, step) atomically and the EMA weights as ``ema.safetensors``, who
 and the transformer config. ``--eval-every S`` scores the EMA model every S seconds on held-out prompts (the
 evaluator) and logs the image stream's top-1/median channel ratio per block, so a log shows how quality and massive
 activations grow with training. ``--heads/--double/--single`` change width and depth (ablations).
+
+Conditioning (ablations towards a model whose prompt travels as in Flux, through its text tokens):
+``--pooled none`` feeds zeros instead of CLIP's pooled output to every block's modulation; ``--pooled-dropout P``
+keeps it but zeroes it for a fraction P of training rows (a weak pooled path); ``--registers R`` appends R learned
+register tokens to every prompt's text tokens (candidate attention sinks). The conditioning is stored in the weights.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import torch
 
 from . import data, evaluate
 from ..models import config_hash
-from .pipeline import TinyShapesPipeline, build, pack, transformer_config
+from .pipeline import TinyShapesPipeline, build, conditioning, pack, transformer_config
 
 __all__ = ["evaluate_modules", "train", "main"]
 
@@ -91,7 +96,8 @@ def train(out: Path, steps: int, batch_size: int = 32, lr: float = 2e-3, weight_
           warmup: int = 200, ema_decay: float = 0.999, p_uncond: float = 0.1, seed: int = 0,
           ckpt_every: int = 250, log_every: int = 25, threads: int = 1, device: str = "cpu", workers: int = 0,
           time_limit: float | None = None, eval_every: float | None = None, eval_n: int = 100,
-          heads: int | None = None, double: int | None = None, single: int | None = None) -> int:
+          heads: int | None = None, double: int | None = None, single: int | None = None, pooled: str = "clip",
+          pooled_dropout: float = 0.0, registers: int = 0) -> int:
     """Train (or resume) to ``steps`` or ``time_limit`` seconds, whichever comes first; returns the last step."""
     torch.set_num_threads(threads)
     device = torch.device(device)
@@ -100,12 +106,15 @@ def train(out: Path, steps: int, batch_size: int = 32, lr: float = 2e-3, weight_
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     cfg = transformer_config(heads, double, single)
-    pipe = build(weights=None, config=cfg).to(device)
+    cond = conditioning(pooled, registers)
+    if not 0.0 <= pooled_dropout < 1.0 or (pooled_dropout and pooled == "none"):
+        raise ValueError(f"pooled_dropout={pooled_dropout}: in [0, 1), and only with pooled='clip'")
+    pipe = build(weights=None, config=cfg, cond=cond).to(device)
     model = torch.nn.ModuleDict({"transformer": pipe.transformer, "text_encoder": pipe.text_encoder})
     model.train()
     ema = copy.deepcopy(model).eval()
     ema_pipe = TinyShapesPipeline(ema["transformer"], ema["text_encoder"], pipe.tokenizer,
-                                  copy.deepcopy(pipe.scheduler))
+                                  copy.deepcopy(pipe.scheduler), cond["pooled"])
     ema_pipe.set_progress_bar_config(disable=True)
     fused = device.type == "cuda"
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.99), fused=fused)
@@ -119,8 +128,10 @@ def train(out: Path, steps: int, batch_size: int = 32, lr: float = 2e-3, weight_
         start = state["step"]
         print(f"resumed from step {start}", flush=True)
     hparams = dict(steps=steps, batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup=warmup,
-                   ema_decay=ema_decay, p_uncond=p_uncond, seed=seed, config_hash=config_hash(pipe))
-    (out / "hparams.json").write_text(json.dumps(dict(hparams, transformer_config=cfg), indent=2))
+                   ema_decay=ema_decay, p_uncond=p_uncond, seed=seed, config_hash=config_hash(pipe),
+                   pooled_dropout=pooled_dropout)
+    (out / "hparams.json").write_text(json.dumps(dict(hparams, transformer_config=cfg, conditioning=cond),
+                                                 indent=2))
     log = open(out / "log.jsonl", "a")
     loader = torch.utils.data.DataLoader(_Batches(seed, batch_size), batch_size=None, sampler=range(start, steps),
                                          num_workers=workers, prefetch_factor=4 if workers else None)
@@ -136,7 +147,7 @@ def train(out: Path, steps: int, batch_size: int = 32, lr: float = 2e-3, weight_
         torch.save(dict(model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(), step=step_done), tmp)
         os.replace(tmp, ckpt)
         _save_safetensors(dict(ema.items()), out / "ema.safetensors",
-                          dict(hparams, step=step_done, transformer_config=cfg))
+                          dict(hparams, step=step_done, transformer_config=cfg, conditioning=cond))
 
     def log_eval(step_done: int) -> None:
         rec = dict(step=step_done, samples=step_done * batch_size, sec=round(time.time() - t0, 1),
@@ -155,8 +166,10 @@ def train(out: Path, steps: int, batch_size: int = 32, lr: float = 2e-3, weight_
         noise = torch.randn(x0.shape, generator=gen).to(device, non_blocking=True)
         t = torch.sigmoid(torch.randn(batch_size, generator=gen)).to(device)  # logit-normal timesteps
         xt = (1 - t[:, None, None]) * x0 + t[:, None, None] * noise
-        embeds, pooled = pipe.encode_prompt(prompts)
-        v = pipe.denoise(xt, embeds, pooled, t)
+        embeds, pooled_vec = pipe.encode_prompt(prompts)
+        if pooled_dropout:  # drawn only then: runs without it keep the exact random stream they always had
+            pooled_vec = pooled_vec * (torch.rand(batch_size, generator=gen) >= pooled_dropout).to(device)[:, None]
+        v = pipe.denoise(xt, embeds, pooled_vec, t)
         loss = torch.nn.functional.mse_loss(v, noise - x0)
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, (step + 1) / warmup)
@@ -205,6 +218,10 @@ def main(argv=None) -> None:
     p.add_argument("--heads", type=int, default=None, help="attention heads of 32 channels (width = 32 x heads)")
     p.add_argument("--double", type=int, default=None, help="number of double-stream blocks")
     p.add_argument("--single", type=int, default=None, help="number of single-stream blocks")
+    p.add_argument("--pooled", choices=("clip", "none"), default="clip",
+                   help="what modulates every block: CLIP's pooled output, or nothing (text tokens carry the prompt)")
+    p.add_argument("--pooled-dropout", type=float, default=0.0, help="zero the pooled vector for this fraction of rows")
+    p.add_argument("--registers", type=int, default=0, help="learned register tokens appended to the text tokens")
     a = p.parse_args(argv)
     if a.steps < 1 or a.batch_size < 1 or not math.isfinite(a.lr):
         p.error("--steps and --batch-size must be >= 1 and --lr finite")
@@ -213,7 +230,7 @@ def main(argv=None) -> None:
     train(a.out, a.steps, batch_size=a.batch_size, lr=a.lr, weight_decay=a.weight_decay, seed=a.seed,
           ckpt_every=a.ckpt_every, log_every=a.log_every, threads=a.threads, device=a.device, workers=a.workers,
           time_limit=a.time_limit, eval_every=a.eval_every, eval_n=a.eval_n, heads=a.heads, double=a.double,
-          single=a.single)
+          single=a.single, pooled=a.pooled, pooled_dropout=a.pooled_dropout, registers=a.registers)
 
 
 if __name__ == "__main__":

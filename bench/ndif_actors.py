@@ -1,6 +1,8 @@
-"""ndif 0.1.2 on a CPU-only host under nnsight 0.8.1: the controller and model actors ``bench/ndif_stack.py``
-deploys (chosen with ``NDIF_CONTROLLER_IMPORT_PATH`` / ``NDIF_MODEL_IMPORT_PATH``; needs ndif and ray installed,
-see docs/remote.md). Each works around one thing, said where it is:
+"""ndif 0.1.2 on a CPU-only host under nnsight 0.8.1: the controller and model actors ``ndif_stack.py`` deploys
+(chosen with ``NDIF_CONTROLLER_IMPORT_PATH=ndif_actors.Controller`` and
+``NDIF_MODEL_IMPORT_PATH=ndif_actors.ModelActor``, this folder on the Ray workers' ``PYTHONPATH``; needs ndif and ray
+installed, see docs/remote.md). Importing it patches ndif's sandbox driver in that process. Each works around one
+thing, said where it is:
 
     Controller          ndif's controller actor. ndif 0.1.2's evaluator passes ``trust_remote_code=`` to nnsight's
                         ``describe_checkpoint`` and ``max_tp_size``, which nnsight 0.8.1 does not take (every deploy
