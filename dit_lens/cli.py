@@ -7,6 +7,7 @@
                                                          record activations into an xarray/zarr store
     dit-lens info STORE [--json] [--verify]              summarise a store (and check every chunk decodes)
     dit-lens run RECIPE.toml --out DIR                   run a recipe file: DIR/report.json + figures
+    dit-lens view STORE_OR_FOLDER [--port N]             browse a store or a report in the browser (127.0.0.1)
 
 ``--model`` is a registered model spec ("tiny", the embedded model, the default), a folder in diffusers'
 save_pretrained layout, or a hub id. ``demo`` runs the demo of a registered model spec.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from .errors import ArgumentError, DitLensError
 
@@ -201,6 +203,19 @@ def _support(a) -> int:
     return 1 if failed else 0
 
 
+def _view(a) -> int:
+    from .view import serve
+
+    server = serve(a.path, a.port, json.loads(a.storage_options) if a.storage_options else None)
+    print(f"dit-lens view: {a.path} at {server.url} (127.0.0.1 only; Ctrl-C stops)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.close()
+    return 0
+
+
 def main(argv=None) -> int:
     from . import __version__
 
@@ -266,6 +281,12 @@ def main(argv=None) -> int:
     sp.add_argument("--rows", nargs="+", default=None, help="contract rows to check (None: all)")
     sp.add_argument("--no-check", action="store_true", help="the registry only: run nothing")
     sp.set_defaults(fn=_support)
+    v = sub.add_parser("view", help="browse a store or a recipe / demo output folder in the browser "
+                       "(127.0.0.1, offline)", **fmt)
+    v.add_argument("path", help="a store (path or fsspec URL) or a folder with report.json / scores.json")
+    v.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free one)")
+    v.add_argument("--storage-options", help="JSON of fsspec storage options (an s3:// store)")
+    v.set_defaults(fn=_view)
     a = p.parse_args(argv)
     try:
         return a.fn(a)

@@ -106,6 +106,8 @@ def test_demo_full_report_numbers_come_from_the_run(tmp_path):
     for fig in ("grid.png", "profile.png", "detect_heatmap.png", "disrupt_grid.png", "cluster_masks.png",
                 "transport_sweep.png"):
         assert f"({fig})" in page and (tmp_path / fig).stat().st_size > 5_000, fig
+    html = (tmp_path / "report.html").read_text()  # the same report, figures embedded
+    assert html.count('src="data:image/png;base64,') == page.count("![") >= 6 and "<h2>Verdicts</h2>" in html
 
 
 def test_text_token_conditioning_and_register_tokens_train_save_and_load(tmp_path):

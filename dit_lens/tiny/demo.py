@@ -149,7 +149,10 @@ def demo(out, model: str = "tiny", steps: int = 20, seed: int = 0, n: int = 20, 
         from .page import write_page
 
         write_page(out, report)
-        print(f"report: {out / 'report.md'}")
+        from ..view import standalone_html
+
+        standalone_html(out)  # the same page as HTML, its figures embedded: one file to open or send
+        print(f"report: {out / 'report.md'} and {out / 'report.html'}")
     stages.close()
     (out / "scores.json").write_text(json.dumps(report, indent=2, default=float))
     return report
