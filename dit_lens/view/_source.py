@@ -42,15 +42,25 @@ class StoreSource:
     kind = "store"
 
     def __init__(self, url: str, storage_options: dict | None = None):
+        import zarr
+
         from ..store import open_store
+        from ..store._checked import checked_store
 
         self.url = url
-        self.ds = open_store(url, complete_only=False, **(storage_options or {}))
+        self.ds = open_store(url, complete_only=False, **(storage_options or {}))  # coordinates and attributes
+        # values are read through zarr itself (every chunk still checked): xarray's lazy selection over a store of
+        # thousands of chunks costs more than the chunk it reads
+        self.g = zarr.open_group(checked_store(url, storage_options or {}), mode="r", zarr_format=3)
         self.full = self.ds.attrs.get("mode") == "full"
+        self.encoding = self.ds.attrs.get("encoding", "float32")
+        self.layers = [str(v) for v in self.ds.layer.values]
+        self.stats = [str(v) for v in self.ds.stat.values] if "stat" in self.ds.coords else []
         self.names = self.ds.dit.names
         if not self.names:
             raise StoreError(f"{url} holds no recorded names")
         self._masks: dict = {}
+        self._flags()
         self._judge = None
         self._warm = threading.Thread(target=self._scorer, daemon=True, name="dit-lens-view-warm")
         self._warm.start()  # the model's scorer imports its model package: seconds, once, not in a view
@@ -63,11 +73,20 @@ class StoreSource:
             self._judge = resolve_scorer(None, models.for_pipeline(self.ds.attrs.get("pipeline_class", ""))) or False
         return self._judge or None
 
+    def _flags(self) -> None:
+        """The complete flags, read once (and again with every ``info()``: a store may still be recording)."""
+        self.complete = np.asarray(self.g["complete"][:], bool)
+        self.imaged = np.asarray(self.g["image_complete"][:], bool) if "image" in self.ds else None
+
     def _name(self, name: str) -> str:
         if name not in self.names:
             raise ArgumentError(f"{name!r} is not in this store; it holds {self.names[:8]}"
                                 f"{' ...' if len(self.names) > 8 else ''}")
         return name
+
+    def _where(self, name: str) -> tuple[str, int]:
+        fam, i, stream, site = self._name(name).split(".")
+        return f"{stream}.{site}", self.layers.index(f"{fam}.{i}")
 
     def _at(self, step, sample) -> tuple[int, int]:
         return _index("step", step, self.ds.sizes["step"]), _index("sample", sample, self.ds.sizes["sample"])
@@ -82,23 +101,27 @@ class StoreSource:
 
     def info(self) -> dict:
         ds = self.ds
-        complete = ds.complete.values
+        self._flags()
+        complete = self.complete
         return dict(kind="store", url=self.url, mode=ds.attrs.get("mode"), names=self.names,
                     steps=[int(s) for s in ds.step.values], channels=int(ds.sizes["channel"]),
                     samples=[dict(prompt=str(p), seed=int(s), complete=int(c.sum()), of=int(c.size))
                              for p, s, c in zip(ds.prompt.values, ds.seed.values, complete)],
                     grid=self._grid(), image="image" in ds, model_class=ds.attrs.get("model_class"),
-                    stats=list(ds.stat.values) if "stat" in ds.coords else [],
+                    stats=self.stats,
                     img_tokens=int(ds.sizes.get("img_token", 0)))
 
     def _unit(self, name: str, step: int, sample: int) -> np.ndarray:
         """(tokens, channels) of one unit: the chunk that holds it is the only one read."""
         if not self.full:
             raise ArgumentError("this store holds statistics only (recorded with stats_only): no token values")
-        if not bool(self.ds.complete.values[sample, step]):
+        if not self.complete[sample, step]:
             raise StoreError(f"sample {sample} step {self.ds.step.values[step]} is not complete in this store: "
                              f"never recorded, or its recording was interrupted (resume it to fill it)")
-        return np.asarray(self.ds.dit.sel(self._name(name)).isel(step=step, sample=sample).values, np.float32)
+        from ..store.schema import decode
+
+        var, layer = self._where(name)
+        return np.asarray(decode(self.g[var][sample, step, layer], encoding=self.encoding), np.float32)
 
     def heatmap(self, name, step, sample, channel=None) -> dict:
         step, sample = self._at(step, sample)
@@ -117,15 +140,16 @@ class StoreSource:
     def profile(self, name, step, sample, k=8, stat="mean_abs") -> dict:
         step, sample = self._at(step, sample)
         k = _index("k", k, self.ds.sizes["channel"] + 1)
-        if self.full and bool(self.ds.complete.values[sample, step]):
+        if self.full and self.complete[sample, step]:
             m, what = np.abs(self._unit(name, step, sample)).mean(0), "mean |x| over tokens"
         else:
-            if stat not in self.info()["stats"]:
-                raise ArgumentError(f"stat={stat!r}: one of {self.info()['stats']}")
-            m = np.asarray(self.ds.dit.sel(self._name(name), stat=stat).isel(step=step, sample=sample).values)
-            what = f"{stat} (stored statistic)"
-            if not np.isfinite(m).any():
+            if stat not in self.stats:
+                raise ArgumentError(f"stat={stat!r}: one of {self.stats}")
+            if not self.complete[sample, step]:
                 raise StoreError(f"sample {sample} step {self.ds.step.values[step]} is not complete in this store")
+            var, layer = self._where(name)
+            m = np.asarray(self.g[f"{var}.stats"][sample, step, layer, self.stats.index(stat)], np.float64)
+            what = f"{stat} (stored statistic)"
         top = [int(c) for c in np.argsort(-np.nan_to_num(m, nan=-np.inf))[:k]]
         med = float(np.nanmedian(m))
         return dict(values=np.nan_to_num(m).round(5).tolist(), top=top, what=what, median=med,
@@ -134,8 +158,10 @@ class StoreSource:
     def consistency(self, name, k=4) -> dict:
         """From the mean |x| statistic (every store has it): small, read whole for one name."""
         k = _index("k", k, self.ds.sizes["channel"] + 1)
-        m = np.asarray(self.ds.dit.sel(self._name(name), stat="mean_abs").values)  # (sample, step, channel)
-        done = np.isfinite(m).all(-1)
+        var, layer = self._where(name)
+        m = np.asarray(self.g[f"{var}.stats"][:, :, layer, self.stats.index("mean_abs")], np.float64)
+        done = self.complete & np.isfinite(m).all(-1)  # (sample, step)
+        m[~done] = np.nan
         top = np.argsort(-np.nan_to_num(m, nan=-np.inf), axis=-1)[..., :k]  # (sample, step, k)
         counts = np.zeros(m.shape[-1], int)
         for s, t in zip(*np.nonzero(done)):
@@ -168,11 +194,11 @@ class StoreSource:
             from ..scoring import implements, pool_masks
 
             mask = None
-            if "image" in self.ds and bool(self.ds.image_complete.values[sample]):
+            if self.imaged is not None and self.imaged[sample]:
                 self._warm.join()
                 judge = self._scorer()
                 if implements(judge, "masks"):
-                    mask = pool_masks(judge.masks(self.ds.image.values[sample:sample + 1]), grid)[0]
+                    mask = pool_masks(judge.masks(np.asarray(self.g["image"][sample:sample + 1])), grid)[0]
             self._masks[sample] = mask
         return self._masks[sample]
 
@@ -180,10 +206,10 @@ class StoreSource:
         from PIL import Image
 
         sample = _index("sample", sample, self.ds.sizes["sample"])
-        if "image" not in self.ds or not bool(self.ds.image_complete.values[sample]):
+        if self.imaged is None or not self.imaged[sample]:
             raise StoreError(f"sample {sample} has no stored image")
         buf = io.BytesIO()
-        Image.fromarray(np.asarray(self.ds.image.values[sample], np.uint8)).save(buf, "PNG")
+        Image.fromarray(np.asarray(self.g["image"][sample], np.uint8)).save(buf, "PNG")
         return buf.getvalue()
 
 
