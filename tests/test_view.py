@@ -183,3 +183,17 @@ def test_a_corrupt_chunk_is_named_in_the_page(stores, browser, tmp_path):
         page.close()
     finally:
         s.close()
+
+
+def test_a_store_on_s3_is_served_with_its_storage_options():
+    from dit_lens.testing import s3_server
+
+    with s3_server() as (_, options):
+        url = record(Lens("tiny"), "s3://acts/view.zarr", PROMPTS[:1], names=NAME, num_inference_steps=2,
+                     progress=False, storage_options=options)
+        s = serve(url, storage_options=options)
+        try:
+            status, heat = _get(s.url + f"api/heatmap?name={NAME}&step=1&sample=0&channel=3")
+            assert status == 200 and heat["rows"] == 16 and len(heat["values"]) == 256
+        finally:
+            s.close()
