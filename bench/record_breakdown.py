@@ -14,8 +14,20 @@ stream, stats-only, and prints, per step (the first five) or per run (the last t
 With ``--group-mb 16,2,1`` it then runs interleaved rounds with the reducer's buffer capped at each size (16 MB
 holds a step's six values; 1 MB one value) and prints the statistics' share for each.
 
-    python bench/record_breakdown.py [--runs 3] [--prompts 32] [--batch 8] [--steps 20] [--group-mb 16,2,1]
-                                     [--rounds 4] [--dir /tmp/dit-lens-bench]
+``--mode full`` records the activations too and splits the recording's own work by thread, per step:
+  model thread   host       the tensor's numpy view as the store keeps it (``_host``)
+                 check      the value's shape against the store's layout (``_check_shape``)
+                 queue      handing the value to the writer thread (``_WriterThread.put``; waits when it is full)
+  writer thread  assemble   a layer group's block from its values (``StoreWriter.data``, less its encode)
+                 encode     Blosc LZ4 + bit-shuffle of whole chunks (``ChunkWriter.write_many``)
+                 flags      statistics, timesteps and complete flags of each batch (``StoreWriter.flush``)
+  I/O thread     store      checksums and the chunk writes (``ChunkWriter._put_many``)
+and, in interleaved rounds, times variants of the same batches that each add one part (plain pipeline calls; the
+traced step loop; reads with their statistics; copies to host memory; the whole recording), so the overhead is split
+into the tracer, the reads, the copies and the writer by difference.
+
+    python bench/record_breakdown.py [--mode stats|full] [--runs 3] [--prompts 32] [--batch 8] [--steps 20]
+                                     [--group-mb 16,2,1] [--rounds 4] [--dir /tmp/dit-lens-bench]
 """
 
 from __future__ import annotations
@@ -56,6 +68,13 @@ def _instrument(acc: dict) -> None:
     timed(st.StepReducer, "add", "stats")
     timed(st.StepReducer, "finish", "stats")  # add reduces a full buffer; finish what is left
     timed(writer, "create", "template")
+    import dit_lens.store._chunks as chunks
+
+    for owner, attr, part in ((rec, "_host", "host"), (rec, "_check_shape", "check"),
+                              (rec._WriterThread, "put", "queue"), (writer.StoreWriter, "data", "assemble"),
+                              (chunks.ChunkWriter, "write_many", "encode"), (writer.StoreWriter, "flush", "flags"),
+                              (chunks.ChunkWriter, "_put_many", "store")):
+        timed(owner, attr, part)
     timed(rec._WriterThread, "join", "last wait")
     run = rec._WriterThread.run
 
@@ -77,6 +96,7 @@ def main():
     p.add_argument("--group-mb", default="", help="compare the reducer's buffer caps, e.g. 16,2,1 (MB)")
     p.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the --group-mb comparison")
     p.add_argument("--dir", default="/tmp/dit-lens-bench")
+    p.add_argument("--mode", choices=("stats", "full"), default="stats")
     a = p.parse_args()
 
     import dit_lens._stats as st
@@ -100,6 +120,8 @@ def main():
                progress=False)
         return time.perf_counter() - t
 
+    if a.mode == "full":
+        return _full(a, lens, prompts, url, acc, n_steps, once_full=lambda: _once(lens, url, prompts, a, acc))
     once()  # warm-up: imports, first allocations
     print(f"stats-only recordings of the tiny model ({a.prompts} prompts in batches of {a.batch} x {a.steps} steps); "
           f"per step of {a.batch} images or per run, and % of the run")
@@ -122,6 +144,75 @@ def main():
         for s, v in share.items():
             print(f"  {s:3d} MB: {statistics.median(v):.2f}%   (each: {' '.join(f'{x:.2f}' for x in v)})")
     shutil.rmtree(root, ignore_errors=True)
+
+
+def _once(lens, url, prompts, a, acc) -> float:
+    from dit_lens.record import record
+
+    shutil.rmtree(url, ignore_errors=True)
+    acc.clear()
+    t = time.perf_counter()
+    record(lens, url, prompts, seeds=[0], num_inference_steps=a.steps, batch_size=a.batch, progress=False)
+    return time.perf_counter() - t
+
+
+def _full(a, lens, prompts, url, acc, n_steps, once_full) -> None:
+    """Interleaved variants of the same batches, each adding one part of a full recording: plain pipeline calls;
+    traced (the step loop, nothing read); reads (every name read at every step, with its statistics); copies (the
+    values copied to host memory, then dropped); the full recording (to the writer and the store)."""
+    from dit_lens import _collect, _samples
+    from dit_lens._stats import StepReducer
+
+    names = lens.names("*.*.img.resid_post")
+    batches = [prompts[i:i + a.batch] for i in range(0, len(prompts), a.batch)]
+
+    def plain() -> float:
+        t = time.perf_counter()
+        for batch in batches:
+            lens.pipeline(batch, num_inference_steps=a.steps, generator=_samples.generators([0] * len(batch)))
+        return time.perf_counter() - t
+
+    def traced(read: bool, copy: bool) -> float:
+        keep, reducer = set(range(a.steps)), StepReducer(len(names))
+        t = time.perf_counter()
+        for batch in batches:
+            with lens.trace(batch, num_inference_steps=a.steps, generator=_samples.generators([0] * len(batch))) \
+                    as tracer:
+                run = tracer.dit
+                for step in run.steps():
+                    if read:
+                        _collect.collect(run, step, names, "cond", keep, None, not copy, reducer,
+                                         emit=(lambda n, v: None) if copy else None)
+        return time.perf_counter() - t
+
+    variants = {"plain": plain, "traced": lambda: traced(False, False), "reads": lambda: traced(True, False),
+                "copies": lambda: traced(True, True), "recording": once_full}
+    for f in variants.values():
+        f()  # warm-up
+    print(f"full recordings of the tiny model ({a.prompts} prompts in batches of {a.batch} x {a.steps} steps, all "
+          f"{len(names)} image-stream block outputs), {a.runs} interleaved rounds; ms per step of {a.batch} images")
+    times: dict = {k: [] for k in variants}
+    parts: list = []
+    for r in range(a.runs):
+        for k in (list(variants) if r % 2 == 0 else list(variants)[::-1]):  # forwards, then backwards
+            times[k].append(variants[k]())
+            if k == "recording":
+                parts.append(dict(acc))
+    med = {k: statistics.median(v) * 1e3 / n_steps for k, v in times.items()}
+    ratio = statistics.median(r / p for r, p in zip(times["recording"], times["plain"]))
+    print(f"  plain {med['plain']:.1f} ms; full recording {med['recording']:.1f} ms: {ratio:.3f}x (paired median)")
+    rows = [("tracer (the step loop, nothing read)", med["traced"] - med["plain"]),
+            ("reads + statistics through the trace", med["reads"] - med["traced"]),
+            ("copies to host memory", med["copies"] - med["reads"]),
+            ("writer, store and flags (the rest)", med["recording"] - med["copies"])]
+    for label, v in rows:
+        print(f"  {label:<42} {v:7.2f} ms/step  ({v / med['plain'] * 100:5.1f}% of plain)")
+    print("  inside the recording (timed where they run; the writer and I/O threads run beside the model):")
+    for part, thread in (("host", "model"), ("check", "model"), ("queue", "model"), ("assemble", "writer"),
+                         ("encode", "writer"), ("flags", "writer"), ("store", "I/O")):
+        vals = [p.get(part, 0) - (p.get("encode", 0) if part == "assemble" else 0) for p in parts]
+        print(f"    {part:<9} {thread:<7} {statistics.median(vals) * 1e3 / n_steps:7.2f} ms/step")
+    shutil.rmtree(Path(a.dir), ignore_errors=True)
 
 
 if __name__ == "__main__":
