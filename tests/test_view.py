@@ -53,6 +53,7 @@ def test_the_api_reads_units_and_says_what_is_wrong(stores):
     try:
         status, info = _get(s.url + "api/info")
         assert status == 200 and info["mode"] == "full" and info["grid"] == [16, 16] and len(info["samples"]) == 2
+        assert info["samples"][0]["steps"] == [1, 1, 1]
         status, heat = _get(s.url + f"api/heatmap?name={NAME}&step=1&sample=1&channel=5")
         x = open_store(stores["full"]).dit.sel(NAME).isel(step=1, sample=1).values
         assert status == 200 and np.allclose(heat["values"], np.abs(x[:, 5]), atol=1e-4)
@@ -197,3 +198,18 @@ def test_a_store_on_s3_is_served_with_its_storage_options():
             assert status == 200 and heat["rows"] == 16 and len(heat["values"]) == 256
         finally:
             s.close()
+
+
+def test_an_incomplete_sample_is_marked_and_says_so(browser, tmp_path):
+    url = record(Lens("tiny"), str(tmp_path / "part.zarr"), PROMPTS, names=NAME, num_inference_steps=2,
+                 samples=[0], progress=False)  # sample 1 never recorded
+    s = serve(url)
+    try:
+        page, _ = _open(browser, s.url)
+        assert page.inner_text("#error") == ""
+        page.select_option("#sample", "1")
+        page.wait_for_function("document.getElementById('error').textContent.includes('not complete')")
+        assert "not complete" in page.inner_text("#step") and "0/2 steps complete" in page.inner_text("#sample")
+        page.close()
+    finally:
+        s.close()

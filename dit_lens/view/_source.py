@@ -105,7 +105,8 @@ class StoreSource:
         complete = self.complete
         return dict(kind="store", url=self.url, mode=ds.attrs.get("mode"), names=self.names,
                     steps=[int(s) for s in ds.step.values], channels=int(ds.sizes["channel"]),
-                    samples=[dict(prompt=str(p), seed=int(s), complete=int(c.sum()), of=int(c.size))
+                    samples=[dict(prompt=str(p), seed=int(s), complete=int(c.sum()), of=int(c.size),
+                                  steps=c.astype(int).tolist())
                              for p, s, c in zip(ds.prompt.values, ds.seed.values, complete)],
                     grid=self._grid(), image="image" in ds, model_class=ds.attrs.get("model_class"),
                     stats=self.stats,
