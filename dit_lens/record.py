@@ -253,9 +253,9 @@ def _write(lens, url, work, samples, batch_size, resume, takeover, storage_optio
     try:
         writer = StoreWriter.resume(url, layout, storage_options, timeout) if resume else \
             StoreWriter.create(url, layout, storage_options, timeout)
-        wanted = list(range(n)) if samples is None else samples
+        order = list(range(n)) if samples is None else samples
         done = writer.done() if resume else np.zeros(n, bool)
-        wanted = [s for s in wanted if not done[s]]
+        wanted = [s for s in order if not done[s]]
         claims = claim(url, wanted, storage_options, takeover=takeover, timeout=timeout)
     except TimeoutError as e:
         raise StoreTimeoutError(f"{_endpoint(url, storage_options)} did not answer within {timeout:g} s while "
@@ -264,8 +264,8 @@ def _write(lens, url, work, samples, batch_size, resume, takeover, storage_optio
     thread.start()
     bar = tqdm(total=len(wanted) * work["steps"][1], desc="record", unit="step", disable=not progress)
     try:
-        for i in range(0, len(wanted), batch_size):
-            _record_batch(lens, thread, wanted[i:i + batch_size], bar=bar, **work)
+        for batch in _batches(order, set(wanted), batch_size):
+            _record_batch(lens, thread, batch, keep=[s for s in batch if not done[s]], bar=bar, **work)
         thread.finish()
     except BaseException as e:
         with contextlib.suppress(Exception):  # a writer that stops cleanly releases its claims (a killed one's stay)
@@ -290,11 +290,18 @@ def _write(lens, url, work, samples, batch_size, resume, takeover, storage_optio
     claims.release(complete=sorted(set(np.flatnonzero(done).tolist()) | set(wanted)))
 
 
+def _batches(order: list, wanted: set, batch_size: int) -> list:
+    """The batches of an uninterrupted recording of ``order`` that hold a wanted sample: a resumed sample runs in its
+    own batch again, so it equals an uninterrupted recording bit for bit (CPU kernels round by batch composition)."""
+    groups = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [g for g in groups if wanted.intersection(g)]
+
+
 def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_only, img_tokens, kwargs, bar,
-                  loop=None, remote=False):
+                  loop=None, remote=False, keep=None):
     """One batch through the trace (or, for a bare transformer, through hooks around ``loop``); ``steps`` is
-    (num_inference_steps, the steps the run makes). A run that made other steps than expected raises before its
-    flags are written."""
+    (num_inference_steps, the steps the run makes); only the samples in ``keep`` (default all) are written. A run
+    that made other steps than expected raises before its flags are written."""
     import torch
 
     from ._stats import StepReducer
@@ -309,6 +316,8 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
         kwargs = _batch_embeds(kwargs, batch, len(layout.prompts))
         prompts = None
     n_steps, ran = steps
+    if keep is not None and list(keep) != list(batch):
+        thread = _Rows(thread, batch, keep)
 
     from . import _collect
     from .lens import pipeline_images
@@ -322,7 +331,7 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
             thread.put(("data", batch, index, name, _host(value)))
         if stats is not None:
             thread.put(("commit", batch, index, _OnHost(*stats) if shipped else stats))
-        bar.update(len(batch))
+        bar.update(len(batch) if keep is None else len(keep))
         seen.append((index, t))
 
     def take(run, step, seen) -> None:  # one transformer call, here: its values go to the writer as they are read
@@ -365,6 +374,36 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
     if images is not None:  # before the flags: a sample flagged complete has its image
         thread.put(("image", batch, images))
     thread.put(("flush", batch))
+
+
+class _Rows:
+    """The writer's queue for a batch of which only ``keep`` is written: each message cut to those samples' rows
+    (values, statistics and images; the step's non-finite count is the batch's, as in any recording)."""
+
+    def __init__(self, thread, batch: list, keep: list):
+        self.thread, self.keep, self.rows = thread, list(keep), [batch.index(s) for s in keep]
+
+    def put(self, item) -> None:
+        kind, _, *rest = item
+        if kind == "data":
+            index, name, value = rest
+            rest = [index, name, value[self.rows]]
+        elif kind == "commit":
+            rest = [rest[0], _RowsOf(rest[1], self.rows)]
+        elif kind == "image":
+            rest = [rest[0][self.rows]]
+        self.thread.put((kind, self.keep, *rest))
+
+
+class _RowsOf:
+    """A step's statistics ({name: (4, rows, channels)}) cut to some rows when the writer takes them."""
+
+    def __init__(self, stats, rows: list):
+        self.stats, self.rows = stats, rows
+
+    def get(self) -> tuple:
+        got, count, t = self.stats.get()
+        return {name: v[:, self.rows] for name, v in got.items()}, count, t
 
 
 class _OnHost:

@@ -359,6 +359,30 @@ def test_sigkill_leaves_complete_units_exact_and_resume_finishes(tiny_lens, tmp_
     assert np.array_equal(resumed.image.values, reference.image.values)
 
 
+def test_resume_reruns_a_partly_complete_batch_whole_and_writes_only_its_missing_samples(tiny_lens, tmp_path):
+    """CPU kernels round by batch composition: a resumed sample runs in its own batch again, so the resumed store
+    equals an uninterrupted recording bit for bit; the batch's complete samples are recomputed, not rewritten."""
+    kw = dict(names="double.*.img.resid_post", num_inference_steps=3, batch_size=2, progress=False)
+    ref, url, alone = (str(tmp_path / f) for f in ("ref.zarr", "r.zarr", "alone.zarr"))
+    record(tiny_lens, ref, PROMPTS[:2], seeds=(0, 1), **kw)
+    record(tiny_lens, url, PROMPTS[:2], seeds=(0, 1), **kw)
+    open_group(url, mode="r+")["complete"][3] = False  # a crash between the flags of samples 2 and 3
+
+    def stamps(sample):
+        where = os.path.join(url, "img.resid_post", "c", str(sample))
+        return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for d, _, fs in os.walk(where) for f in fs}
+    before = stamps(2), stamps(3)
+    record(tiny_lens, url, PROMPTS[:2], seeds=(0, 1), resume=True, **kw)
+    got, want = open_store(url), open_store(ref)
+    assert bool(got.complete.all())
+    for var in ("img.resid_post", "img.resid_post.stats", "image", "timestep"):
+        assert np.array_equal(got[var].values, want[var].values), var
+    assert stamps(2) == before[0] and stamps(3) != before[1]  # 2 recomputed, not rewritten; 3 rewritten
+    record(tiny_lens, alone, PROMPTS[:2], seeds=(0, 1), samples=[3], **kw)  # sample 3 in a batch of its own ...
+    solo = open_store(alone)["img.resid_post"].values[3]
+    assert not np.array_equal(solo, want["img.resid_post"].values[3])  # ... rounds otherwise
+
+
 def test_resume_refuses_another_model_and_overlap_is_refused(tiny_lens, tmp_path):
     url = str(tmp_path / "r.zarr")
     kw = dict(seeds=[0], names="double.0.img.resid_post", num_inference_steps=2, progress=False)
