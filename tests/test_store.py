@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from zarr.storage import LocalStore
 
 from dit_lens import Lens, _stats, record
 from dit_lens._stats import StepReducer, StepStats, _device_stats, _nonfinite, channel_stats
@@ -256,7 +257,12 @@ def test_template_is_metadata_in_the_schemas_chunks(tmp_path):
     assert g["complete"].fill_value == False and np.isnan(g["timestep"].fill_value)  # noqa: E712
 
 
-def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path):
+class _LocalViaZarr(LocalStore):
+    """A local store that dit-lens writes through zarr's own store calls (only LocalStore itself is written directly)."""
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["files", "zarr-store-calls"])
+def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path, direct):
     import zarr
 
     from dit_lens.store._chunks import chunk_writer
@@ -265,11 +271,13 @@ def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path):
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((3, 5, 16, 8)) * 3e5).astype(np.float32)  # beyond float16's range
     x[0, 0, 0, :2] = [np.inf, np.nan]
-    make = lambda name, **kw: zarr.create_array(str(tmp_path / name), shape=x.shape, chunks=(1, 2, 16, 8),
+    store = lambda name: str(tmp_path / name) if direct else _LocalViaZarr(tmp_path / name)
+    make = lambda name, **kw: zarr.create_array(store(name), shape=x.shape, chunks=(1, 2, 16, 8),
                                                  dtype="float32", fill_value=np.nan, **kw)
     ref, arr = make("ref.zarr", compressors=compressors()), make("direct.zarr", compressors=compressors())
     ref[:] = x
     w = chunk_writer(arr)  # stores at most 8 chunks per request round: these 9 take two
+    assert (w._root is not None) == direct
     w.write_many([((s, g, 0, 0), x[s:s + 1, 2 * g:2 * g + 2])  # the last layer group is an edge chunk of one layer
                   for s in range(3) for g in range(3)])
     w.close()
@@ -287,6 +295,33 @@ def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path):
     w.close()
     assert not list((tmp_path / "checked.zarr").rglob("c/*/*/*/*"))
     assert chunk_writer(make("zstd.zarr", compressors=[zarr.codecs.ZstdCodec()])) is None
+    assert not list(tmp_path.rglob("*.partial"))
+
+
+def test_a_chunk_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    import zarr
+
+    from dit_lens.store import _chunks
+    from dit_lens.store.schema import compressors
+
+    arr = zarr.create_array(str(tmp_path / "a.zarr"), shape=(2, 4), chunks=(1, 4), dtype="float32",
+                            fill_value=np.nan, compressors=compressors())
+    w = _chunks.chunk_writer(arr)
+    w.write_many([((0, 0), np.arange(4, dtype=np.float32)[None])])
+    w.wait()
+    before = (tmp_path / "a.zarr" / "c" / "0" / "0").read_bytes()
+
+    def no_rename(src, dst):  # the process dies between writing the temporary file and the rename
+        raise OSError("Input/output error")
+
+    monkeypatch.setattr(_chunks.os, "replace", no_rename)
+    w.write_many([((0, 0), np.full((1, 4), 7, np.float32))])
+    with pytest.raises(OSError, match="Input/output error"):
+        w.wait()
+    w.close(abandon=True)
+    assert (tmp_path / "a.zarr" / "c" / "0" / "0").read_bytes() == before  # the old chunk, whole
+    assert not list(tmp_path.rglob("*.partial"))  # and no temporary file left beside it
+    np.testing.assert_array_equal(arr[0], np.arange(4))
 
 
 def test_images_are_stored_as_the_run_made_them():
