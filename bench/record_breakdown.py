@@ -43,7 +43,8 @@ PER_RUN = ("template", "last wait", "writer")
 
 
 def _instrument(acc: dict) -> None:
-    """Wrap the recorder's parts so each adds its wall time (the writer: its thread's CPU time) to ``acc``."""
+    """Wrap the recorder's parts so each adds its wall time and its thread's CPU time (``"<part> cpu"``) to ``acc``
+    (the writer thread's whole run: its CPU time)."""
     from importlib import import_module
 
     import dit_lens._stats as st
@@ -55,11 +56,12 @@ def _instrument(acc: dict) -> None:
         f = getattr(owner, attr)
 
         def g(*a, **k):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             try:
                 return f(*a, **k)
             finally:
                 acc[part] = acc.get(part, 0.0) + time.perf_counter() - t
+                acc[part + " cpu"] = acc.get(part + " cpu", 0.0) + time.thread_time() - c
         setattr(owner, attr, g)
 
     for attr, part in (("_abs_tokens_last", "copies"), ("_sums", "sums"), ("_median_into", "median"),
@@ -207,11 +209,16 @@ def _full(a, lens, prompts, url, acc, n_steps, once_full) -> None:
             ("writer, store and flags (the rest)", med["recording"] - med["copies"])]
     for label, v in rows:
         print(f"  {label:<42} {v:7.2f} ms/step  ({v / med['plain'] * 100:5.1f}% of plain)")
-    print("  inside the recording (timed where they run; the writer and I/O threads run beside the model):")
+    print("  inside the recording (timed where they run; the writer and I/O threads run beside the model, so their "
+          "wall time\n  includes waiting for a core: their thread's CPU time is what they take from the model):")
     for part, thread in (("host", "model"), ("check", "model"), ("queue", "model"), ("assemble", "writer"),
                          ("encode", "writer"), ("flags", "writer"), ("store", "I/O")):
-        vals = [p.get(part, 0) - (p.get("encode", 0) if part == "assemble" else 0) for p in parts]
-        print(f"    {part:<9} {thread:<7} {statistics.median(vals) * 1e3 / n_steps:7.2f} ms/step")
+        cols = []
+        for key in (part, part + " cpu"):
+            sub = key.replace(part, "encode") if part == "assemble" else None  # assemble calls encode: its own part
+            vals = [p.get(key, 0) - (p.get(sub, 0) if sub else 0) for p in parts]
+            cols.append(statistics.median(vals) * 1e3 / n_steps)
+        print(f"    {part:<9} {thread:<7} {cols[0]:7.2f} ms/step wall, {cols[1]:6.2f} ms/step CPU")
     shutil.rmtree(Path(a.dir), ignore_errors=True)
 
 

@@ -1,7 +1,8 @@
 """Activation store benchmark, ratios measured side by side in one run (not a test).
 
   1. recording overhead: plain generation vs record (full image stream, every block, every step) vs stats-only
-  2. write throughput: the recorder's chunk writes (zarr, the store's codec) vs np.tofile of the same bytes
+  2. write throughput: the recorder's chunk writes (zarr, the store's codec) vs np.tofile of the same bytes; then the
+     chunk writer's own file writes vs zarr's store calls onto a local disk (wall and CPU of all threads)
   3. per-channel max/mean/median over a >= 2 GB store (channel_reduce, Dask threads) vs the same numpy reduction
      of the same values held in RAM
 
@@ -259,6 +260,53 @@ def writes(root: Path, mb: int) -> None:
           f"(compression is not the bottleneck when this is high)")
 
 
+def local_paths(root: Path, mb: int, rounds: int = 5) -> None:
+    """The chunk writer's two ways onto a local disk, interleaved: its own file writes (temporary file, rename) vs
+    zarr's store calls (the same, through zarr's event loop and a worker thread per chunk). Chunks the size of the
+    tiny model's (one sample's six layers of 256 tokens x 128 channels: 768 KiB); wall time and the CPU time of the
+    whole process (every thread: the writer's, zarr's loop and its workers)."""
+    import zarr
+    from zarr.storage import LocalStore
+
+    from dit_lens.store import _chunks
+    from dit_lens.store.schema import compressors
+
+    class ViaZarr(LocalStore):  # not LocalStore itself: the chunk writer goes through zarr's store calls
+        pass
+
+    rng = np.random.default_rng(0)
+    block = rng.standard_normal((1, 6, 256, 128)).astype(np.float32)
+    n = max(8, mb * 1024 // 768)
+
+    def run(store) -> tuple:
+        shutil.rmtree(store.root, ignore_errors=True)
+        arr = zarr.create_array(store, shape=(n, 6, 256, 128), chunks=(1, 6, 256, 128), dtype="float32",
+                                fill_value=np.nan, compressors=compressors())
+        w = _chunks.chunk_writer(arr)
+        t, c = time.perf_counter(), time.process_time()
+        for i in range(0, n, 8):  # as the recorder calls it: a step's 8 samples per call
+            w.write_many([((j, 0, 0, 0), block) for j in range(i, min(i + 8, n))])
+        w.close()
+        return time.perf_counter() - t, time.process_time() - c
+
+    paths = {"files": LocalStore(root / "files.zarr"), "zarr's store calls": ViaZarr(root / "calls.zarr")}
+    for store in paths.values():
+        run(store)  # warm-up
+    got: dict = {k: [] for k in paths}
+    for r in range(rounds):
+        for k in (list(paths) if r % 2 == 0 else list(paths)[::-1]):
+            got[k].append(run(paths[k]))
+    print(f"\n3. the chunk writer onto a local disk: {n} chunks of 768 KiB, 8 per call; {rounds} interleaved "
+          f"rounds, medians")
+    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in got.items()}
+    for k, (wall, cpu) in med.items():
+        print(f"   {k:<20} {n * 0.75 / wall:7.0f} MiB/s   CPU {cpu * 1e3 / n:6.2f} ms per chunk (all threads)")
+    (wf, cf), (wz, cz) = med.values()
+    print(f"   files / store calls: wall {wf / wz:.2f}, CPU {cf / cz:.2f}")
+    for store in paths.values():
+        shutil.rmtree(store.root, ignore_errors=True)
+
+
 def reductions(root: Path, gb: float) -> None:
     import xarray as xr
 
@@ -331,6 +379,7 @@ def main():
         recording(root, a.model, a.prompts, a.steps, a.repeats, a.batch, a.device, kinds)
     if a.only in (None, "writes"):
         writes(root, a.write_mb)
+        local_paths(root, min(a.write_mb, 192))
     if a.only in (None, "reductions"):
         reductions(root, a.gb)
     shutil.rmtree(root, ignore_errors=True)
