@@ -125,7 +125,7 @@ def _record(a) -> int:
     record(lens, a.store, prompts, seeds=a.seeds, names=a.names, num_inference_steps=a.num_inference_steps,
            steps=a.record_steps, cfg=a.cfg, stats_only=a.stats_only, batch_size=a.batch_size,
            samples=a.samples, resume=a.resume, takeover=a.takeover, storage_options=opts,
-           storage_timeout=a.storage_timeout, remote=_remote(a.remote), **kwargs)
+           storage_timeout=a.storage_timeout, remote=_remote(a.remote), compression=a.compression, **kwargs)
     with _bounded(a.storage_timeout):
         after = _complete_samples(a.store, opts) or 0
     print(f"recorded {after - (before or 0)} samples ({after} of {total} complete) -> {a.store}")
@@ -143,6 +143,7 @@ def _info(a) -> int:
         "pipeline_class": ds.attrs.get("pipeline_class"), "config_hash": ds.attrs.get("config_hash"),
         "dit_lens_version": ds.attrs.get("dit_lens_version"), "schema": ds.attrs.get("dit_lens_schema"),
         "encoding": ds.attrs.get("encoding"), "cfg": ds.attrs.get("cfg"),
+        "compression": json.loads(ds.attrs["layout"]).get("compression", "lz4") if ds.attrs["mode"] == "full" else None,
         "samples": int(ds.sizes["sample"]), "steps": [int(s) for s in ds["step"].values],
         "layers": [str(x) for x in ds["layer"].values], "names": ds.dit.names,
         "complete_units": int(complete.sum()), "total_units": int(complete.size),
@@ -156,7 +157,8 @@ def _info(a) -> int:
         json.dump(info, sys.stdout, indent=2)
         print()
     else:
-        for k in ("store", "mode", "model_class", "pipeline_class", "config_hash", "encoding", "cfg", "samples"):
+        for k in ("store", "mode", "model_class", "pipeline_class", "config_hash", "encoding", "compression", "cfg",
+                  "samples"):
             print(f"{k:<16} {info[k]}")
         print(f"{'steps':<16} {info['steps']}")
         print(f"{'complete':<16} {info['complete_units']}/{info['total_units']} (sample, step) units")
@@ -259,6 +261,10 @@ def main(argv=None) -> int:
     r.add_argument("--storage-timeout", type=float, default=120.0, help="seconds any storage call may take before "
                    "the recording stops with an error")
     r.add_argument("--storage-options", help="JSON of fsspec storage options (e.g. S3 endpoint and keys)")
+    r.add_argument("--compression", choices=["lz4", "none"], default=None,
+                   help="the activation values' lossless codec: 'lz4' (Blosc LZ4 + bit-shuffle) or 'none' (stored "
+                        "uncompressed: more bytes, less CPU beside the model); default lz4 for a new store, the "
+                        "store's own with --resume")
     r.add_argument("--remote", choices=["on", "local"], default=None,
                    help="run each batch as an nnsight request: 'on' (the server nnsight is configured for) or "
                         "'local' (the serialization round trip here); statistics are reduced on the server")

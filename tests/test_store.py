@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -258,7 +259,7 @@ def test_template_is_metadata_in_the_schemas_chunks(tmp_path):
 
 
 class _LocalViaZarr(LocalStore):
-    """A local store that dit-lens writes through zarr's own store calls (only LocalStore itself is written directly)."""
+    """A local store written through zarr's own store calls (dit-lens writes only LocalStore itself directly)."""
 
 
 @pytest.mark.parametrize("direct", [True, False], ids=["files", "zarr-store-calls"])
@@ -418,6 +419,36 @@ def test_resume_reruns_a_partly_complete_batch_whole_and_writes_only_its_missing
     assert not np.array_equal(solo, want["img.resid_post"].values[3])  # ... rounds otherwise
 
 
+def test_uncompressed_values_are_the_same_values_and_a_resume_keeps_the_stores_codec(tiny_lens, tmp_path):
+    from zarr.codecs import BloscCodec
+
+    from dit_lens.errors import ArgumentError
+    from dit_lens.store import verify
+
+    kw = dict(names="double.*.img.resid_post", num_inference_steps=2, batch_size=2, progress=False)
+    ref, url = str(tmp_path / "lz4.zarr"), str(tmp_path / "none.zarr")
+    record(tiny_lens, ref, PROMPTS[:2], **kw)
+    record(tiny_lens, url, PROMPTS[:2], compression="none", **kw)
+    open_group(url, mode="r+")["complete"][1] = False  # sample 1 left to resume
+    blosc = lambda u, var: next(c for c in open_group(u)[var].metadata.codecs if isinstance(c, BloscCodec))
+    assert blosc(url, "img.resid_post").clevel == 0 and blosc(ref, "img.resid_post").clevel == 5
+    assert blosc(url, "img.resid_post.stats").clevel == 5  # statistics and flags keep the default
+    with pytest.raises(StoreError, match="compression: 'none' in the store, 'lz4' now"):
+        record(tiny_lens, url, PROMPTS[:2], resume=True, compression="lz4", **kw)
+    record(tiny_lens, url, PROMPTS[:2], resume=True, **kw)  # None: the store's own
+    assert blosc(url, "img.resid_post").clevel == 0 and verify(url) == []
+    got, want = xr.open_zarr(url), open_store(ref)  # plain xarray reads it
+    assert bool(got.complete.all())
+    assert np.array_equal(got["img.resid_post"].values, want["img.resid_post"].values)
+    data = lambda u: sum(f.stat().st_size for f in (Path(u) / "img.resid_post" / "c").rglob("*") if f.is_file())
+    assert data(url) > data(ref)  # stored uncompressed: more bytes
+    with pytest.raises(ArgumentError, match="compression='zstd': one of"):  # before anything is written
+        record(tiny_lens, str(tmp_path / "bad.zarr"), PROMPTS[:2], compression="zstd", **kw)
+    assert not (tmp_path / "bad.zarr").exists()
+    with pytest.raises(ArgumentError, match="stats-only store does not hold"):
+        record(tiny_lens, str(tmp_path / "bad.zarr"), PROMPTS[:2], compression="none", stats_only=True, **kw)
+
+
 def test_resume_refuses_another_model_and_overlap_is_refused(tiny_lens, tmp_path):
     url = str(tmp_path / "r.zarr")
     kw = dict(seeds=[0], names="double.0.img.resid_post", num_inference_steps=2, progress=False)
@@ -540,6 +571,13 @@ def test_cli_record_and_info(tmp_path, capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["mode"] == "stats" and info["samples"] == 4 and info["complete_units"] == info["total_units"] == 12
     assert info["names"] == ["double.0.img.resid_post", "double.1.img.resid_post"]
+    assert info["compression"] is None  # a stats-only store holds no values to compress
+    full = str(tmp_path / "full.zarr")
+    assert main(["record", full, "--prompts", PROMPTS[0], "--num-inference-steps", "2", "--names",
+                 "double.0.img.resid_post", "--compression", "none"]) == 0
+    capsys.readouterr()
+    assert main(["info", full, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["compression"] == "none"
     assert main(["record", url, "--prompts", "x", "--num-inference-steps", "3"]) == 2  # exists: a clear error
     assert "already exists" in capsys.readouterr().err
     assert main(["record", str(tmp_path / "nowhere.zarr"), "--prompts", "x", "--device", "nodevice"]) == 2

@@ -4,7 +4,8 @@
     Layout(...)                 what a store holds: samples, steps, layers, names, token counts, mode, encoding,
                                 chunk geometry and the run's attributes
     layers_per_chunk(tokens, channels, encoding, layers)   layers per data chunk (about 8 MiB, at most every layer)
-    compressors()               the store's lossless codec
+    COMPRESSIONS                the activation values' lossless codecs by name: "lz4" (the default), "none"
+    compressors(compression)    the codecs of a variable
     create(url, layout, ...)    write the fixed-shape template (metadata + coordinates, no data chunks), in one
                                 concurrent round of writes
     open_group(url, ...)        the zarr group, its schema version checked
@@ -30,21 +31,31 @@ import numpy as np
 from ..errors import StoreError, StoreTimeoutError
 from ._chunks import bounded_sync
 
-__all__ = ["SCHEMA_VERSION", "STATS", "ENCODINGS", "Layout", "layers_per_chunk", "compressors", "create",
-           "open_group", "read_layout", "decode", "uint8_images"]
+__all__ = ["SCHEMA_VERSION", "STATS", "ENCODINGS", "COMPRESSIONS", "Layout", "layers_per_chunk", "compressors",
+           "create", "open_group", "read_layout", "decode", "uint8_images"]
 
 SCHEMA_VERSION = 1
 STATS = ("mean_abs", "max_abs", "rms", "median_abs")
 ENCODINGS = {"float32": "float32", "float16": "float16", "bfloat16-bits": "uint16"}
 
 
-def compressors() -> list:
-    """The store's lossless codecs: Blosc LZ4 with bit-shuffle (see bench/README.md for how it compares with zstd),
-    then a crc32c checksum of every chunk (a flipped bit or a truncated chunk fails to read, by name, instead of
-    decoding to wrong values)."""
+# Blosc (cname, clevel, shuffle) of the activation values. "none" keeps Blosc frames (every reader and ``verify`` take
+# them alike) but stores them uncompressed: on float32 activations LZ4 + bit-shuffle saves ~7% of the bytes for
+# ~1.2 ms of CPU per MB (bf16 bits: ~20%); where the recorder's threads share the model's cores that CPU shows in
+# the run's time (bench/README.md).
+COMPRESSIONS = {"lz4": ("lz4", 5, "bitshuffle"), "none": ("lz4", 0, "noshuffle")}
+
+
+def compressors(compression: str = "lz4") -> list:
+    """The codecs of a store's variable: Blosc (LZ4 with bit-shuffle, or ``"none"``: frames stored uncompressed; see
+    bench/README.md for how LZ4 compares with zstd), then a crc32c checksum of every chunk (a flipped bit or a
+    truncated chunk fails to read, by name, instead of decoding to wrong values)."""
     from zarr.codecs import BloscCodec, Crc32cCodec
 
-    return [BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"), Crc32cCodec()]
+    if compression not in COMPRESSIONS:
+        raise StoreError(f"compression={compression!r}: one of {sorted(COMPRESSIONS)}")
+    cname, clevel, shuffle = COMPRESSIONS[compression]
+    return [BloscCodec(cname=cname, clevel=clevel, shuffle=shuffle), Crc32cCodec()]
 
 
 @dataclass
@@ -64,6 +75,8 @@ class Layout:
     cfg: str = "cond"
     img_token_index: list | None = None  # stored subset of image tokens
     layers_per_chunk: int = 1
+    compression: str | None = "lz4"  # the activation values' codec (COMPRESSIONS; statistics and flags: "lz4");
+    # None only in a resumed recording's request: the store's own
     attrs: dict = field(default_factory=dict)  # model class, config hash, pipeline kwargs, version
 
     def variables(self) -> dict:
@@ -110,7 +123,8 @@ def create(url: str, layout: Layout, storage_options: dict | None = None) -> Non
         if layout.mode == "full":
             data[var] = xr.Variable(("sample", "step", "layer", f"{stream}_token", "channel"),
                                     _lazy((n, s, L, T, C), fill, dtype), attrs={"layers": layers})
-            enc[var] = {"compressors": codec, "fill_value": fill, "chunks": (1, 1, Lc, T, C)}
+            enc[var] = {"compressors": compressors(layout.compression or "lz4"), "fill_value": fill,
+                        "chunks": (1, 1, Lc, T, C)}
         data[f"{var}.stats"] = xr.Variable(("sample", "step", "layer", "stat", "channel"),
                                            _lazy((n, s, L, len(STATS), C), np.nan, "float32"),
                                            attrs={"layers": layers})

@@ -64,6 +64,7 @@ class StoreWriter:
     @classmethod
     def create(cls, url: str, layout: Layout, storage_options: dict | None = None,
                timeout: float | None = None) -> "StoreWriter":
+        layout = dataclasses.replace(layout, compression=layout.compression or "lz4")
         create(url, layout, storage_options)
         return cls(open_group(url, storage_options), layout, timeout)
 
@@ -71,12 +72,15 @@ class StoreWriter:
     def resume(cls, url: str, layout: Layout, storage_options: dict | None = None,
                timeout: float | None = None) -> "StoreWriter":
         """A writer of the store at ``url``, which must have been recorded the same way as ``layout``: the same
-        samples, steps, names, mode, encoding and branch, and the same run (model config, weights, scheduler,
-        pipeline arguments, steps, dit-lens version); every difference is listed in the refusal."""
+        samples, steps, names, mode, encoding and branch (and compression, when ``layout`` names one: None takes
+        the store's), and the same run (model config, weights, scheduler, pipeline arguments, steps, dit-lens
+        version); every difference is listed in the refusal."""
         group = open_group(url, storage_options)
         old = read_layout(group)
         diffs = [f"{key}: {getattr(old, key)!r:.80} in the store, {getattr(layout, key)!r:.80} now"
                  for key in _RESUME_KEYS if getattr(old, key) != getattr(layout, key)]
+        if layout.compression not in (None, old.compression):  # None: the store's own
+            diffs.append(f"compression: {old.compression!r} in the store, {layout.compression!r} now")
         for key in _RUN_KEYS:
             before, now = old.attrs.get(key), layout.attrs.get(key)
             if key == "pipeline_kwargs":
@@ -90,8 +94,9 @@ class StoreWriter:
         if diffs:
             raise StoreError(f"cannot resume {url}: this recording differs from the one that made it — "
                              + "; ".join(diffs))
-        # its chunks were laid out when it was made: write them the same way
-        return cls(group, dataclasses.replace(layout, layers_per_chunk=old.layers_per_chunk), timeout)
+        # its chunks were laid out and compressed when it was made: write them the same way
+        return cls(group, dataclasses.replace(layout, layers_per_chunk=old.layers_per_chunk,
+                                              compression=old.compression), timeout)
 
     def done(self) -> np.ndarray:
         done = np.asarray(self.group["complete"][:]).all(1)
