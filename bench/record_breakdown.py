@@ -26,8 +26,8 @@ and, in interleaved rounds, times variants of the same batches that each add one
 traced step loop; reads with their statistics; copies to host memory; the whole recording), so the overhead is split
 into the tracer, the reads, the copies and the writer by difference.
 
-    python bench/record_breakdown.py [--mode stats|full] [--runs 3] [--prompts 32] [--batch 8] [--steps 20]
-                                     [--group-mb 16,2,1] [--rounds 4] [--dir /tmp/dit-lens-bench]
+    python bench/record_breakdown.py [--mode stats|full] [--model tiny|flux] [--runs 3] [--prompts 32] [--batch 8]
+                                     [--steps 20] [--group-mb 16,2,1] [--rounds 4] [--dir /tmp/dit-lens-bench]
 """
 
 from __future__ import annotations
@@ -99,7 +99,21 @@ def main():
     p.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the --group-mb comparison")
     p.add_argument("--dir", default="/tmp/dit-lens-bench")
     p.add_argument("--mode", choices=("stats", "full"), default="stats")
+    p.add_argument("--model", choices=("tiny", "flux"), default="tiny",
+                   help="--mode full's model: the embedded tiny DiT, or the random Flux of 1024 image tokens "
+                        "(bench/store_bench.py's, driven by embeddings)")
     a = p.parse_args()
+
+    root = Path(a.dir)
+    root.mkdir(parents=True, exist_ok=True)
+    url = str(root / "breakdown.zarr")
+    acc: dict = {}
+    _instrument(acc)
+    n_steps = -(-a.prompts // a.batch) * a.steps
+    if a.mode == "full":
+        return _full(a, url, acc, n_steps)
+    if a.model != "tiny":
+        raise SystemExit("--model flux: only with --mode full")
 
     import dit_lens._stats as st
     from dit_lens import Lens
@@ -107,12 +121,6 @@ def main():
     from dit_lens.tiny.demo import demo_prompts
 
     lens, prompts = Lens("tiny"), demo_prompts(a.prompts)
-    root = Path(a.dir)
-    root.mkdir(parents=True, exist_ok=True)
-    url = str(root / "breakdown.zarr")
-    acc: dict = {}
-    _instrument(acc)
-    n_steps = -(-a.prompts // a.batch) * a.steps
 
     def once() -> float:
         shutil.rmtree(url, ignore_errors=True)
@@ -122,8 +130,6 @@ def main():
                progress=False)
         return time.perf_counter() - t
 
-    if a.mode == "full":
-        return _full(a, lens, prompts, url, acc, n_steps, once_full=lambda: _once(lens, url, prompts, a, acc))
     once()  # warm-up: imports, first allocations
     print(f"stats-only recordings of the tiny model ({a.prompts} prompts in batches of {a.batch} x {a.steps} steps); "
           f"per step of {a.batch} images or per run, and % of the run")
@@ -148,38 +154,53 @@ def main():
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _once(lens, url, prompts, a, acc) -> float:
+def _once(lens, url, prompts, kw, a, acc) -> float:
     from dit_lens.record import record
 
     shutil.rmtree(url, ignore_errors=True)
     acc.clear()
     t = time.perf_counter()
-    record(lens, url, prompts, seeds=[0], num_inference_steps=a.steps, batch_size=a.batch, progress=False)
+    record(lens, url, prompts, seeds=[0], num_inference_steps=a.steps, batch_size=a.batch, progress=False, **kw)
     return time.perf_counter() - t
 
 
-def _full(a, lens, prompts, url, acc, n_steps, once_full) -> None:
+def _full(a, url, acc, n_steps) -> None:
     """Interleaved variants of the same batches, each adding one part of a full recording: plain pipeline calls;
     traced (the step loop, nothing read); reads (every name read at every step, with its statistics); copies (the
     values copied to host memory, then dropped); the full recording (to the writer and the store)."""
+    import sys
+
     from dit_lens import _collect, _samples
     from dit_lens._stats import StepReducer
+    from dit_lens.record import _batch_embeds
 
+    sys.path.insert(0, str(Path(__file__).parent))
+    from store_bench import _flux, _tiny  # the same models as the whole-run benchmark
+
+    lens, prompts, _, kw, label = (_tiny if a.model == "tiny" else _flux)(a.prompts, a.batch, "cpu")
     names = lens.names("*.*.img.resid_post")
-    batches = [prompts[i:i + a.batch] for i in range(0, len(prompts), a.batch)]
+    batches = [list(range(i, min(i + a.batch, a.prompts))) for i in range(0, a.prompts, a.batch)]
+
+    def args(b) -> tuple:  # (prompts, kwargs) of one batch, as the recorder calls the pipeline
+        if kw:
+            return None, _batch_embeds(kw, b, a.prompts)
+        return [prompts[i] for i in b], {}
 
     def plain() -> float:
         t = time.perf_counter()
-        for batch in batches:
-            lens.pipeline(batch, num_inference_steps=a.steps, generator=_samples.generators([0] * len(batch)))
+        for b in batches:
+            text, extra = args(b)
+            lens.pipeline(*([text] if text else []), num_inference_steps=a.steps,
+                          generator=_samples.generators([0] * len(b)), **extra)
         return time.perf_counter() - t
 
     def traced(read: bool, copy: bool) -> float:
         keep, reducer = set(range(a.steps)), StepReducer(len(names))
         t = time.perf_counter()
-        for batch in batches:
-            with lens.trace(batch, num_inference_steps=a.steps, generator=_samples.generators([0] * len(batch))) \
-                    as tracer:
+        for b in batches:
+            text, extra = args(b)
+            with lens.trace(text, num_inference_steps=a.steps, generator=_samples.generators([0] * len(b)),
+                            **extra) as tracer:
                 run = tracer.dit
                 for step in run.steps():
                     if read:
@@ -187,11 +208,14 @@ def _full(a, lens, prompts, url, acc, n_steps, once_full) -> None:
                                          emit=(lambda n, v: None) if copy else None)
         return time.perf_counter() - t
 
+    def once_full() -> float:
+        return _once(lens, url, prompts, kw, a, acc)
+
     variants = {"plain": plain, "traced": lambda: traced(False, False), "reads": lambda: traced(True, False),
                 "copies": lambda: traced(True, True), "recording": once_full}
     for f in variants.values():
         f()  # warm-up
-    print(f"full recordings of the tiny model ({a.prompts} prompts in batches of {a.batch} x {a.steps} steps, all "
+    print(f"full recordings of the {label} ({a.prompts} prompts in batches of {a.batch} x {a.steps} steps, all "
           f"{len(names)} image-stream block outputs), {a.runs} interleaved rounds; ms per step of {a.batch} images")
     times: dict = {k: [] for k in variants}
     parts: list = []

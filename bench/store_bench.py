@@ -8,7 +8,8 @@
 
     python bench/store_bench.py [--gb 2.0] [--prompts 32] [--batch 8] [--steps 20] [--repeats 3]
                                 [--dir /tmp/dit-lens-bench] [--only recording|writes|reductions]
-                                [--model tiny|flux|flux-dev] [--device cpu|cuda] [--kinds plain,full,stats,empty]
+                                [--model tiny|flux|flux-dev] [--device cpu|cuda]
+                                [--kinds plain,full,full-none,stats,empty]
 
 Recording variants run interleaved (forwards, then backwards in the next round) after a one-batch warm-up of each;
 besides the ratio of median times it prints the median of each run's ratio to the plain run of its round, with a
@@ -130,11 +131,13 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
         def fn(warm=False):
             opts = dict(seeds=[0], names=names, num_inference_steps=steps, batch_size=batch,
                         stats_only=kind == "stats", progress=False)
+            if kind == "full-none":  # the values stored uncompressed
+                opts["compression"] = "none"
             samples = [] if kind == "empty" else batches[0] if warm else None
             record(lens, url, prompts, samples=samples, **opts, **kw)
         return fn, clear
 
-    variants = {"plain": (plain, lambda: None), **{k: rec(k) for k in ("full", "stats", "empty")}}
+    variants = {"plain": (plain, lambda: None), **{k: rec(k) for k in ("full", "full-none", "stats", "empty")}}
     variants = {k: v for k, v in variants.items() if k in kinds or k == "plain"}
 
     def flush():  # a run's written pages reach the disk before the next run starts, not during it
@@ -177,6 +180,10 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
         print(f"   full/plain  {t['full'] / t['plain']:.3f}x  {paired('full')}  (goal <= 1.25)   "
               f"store {size / 1e6:.1f} MB; then flushing it to disk (os.sync, untimed above) took "
               f"{statistics.median(flushes['full']):.2f} s")
+    if "full-none" in t:
+        size = sum(p.stat().st_size for p in (root / "full-none.zarr").rglob("*") if p.is_file())
+        print(f"   full-none/plain  {t['full-none'] / t['plain']:.3f}x  {paired('full-none')}  (compression='none')"
+              f"   store {size / 1e6:.1f} MB")
     if "stats" in t:
         print(f"   stats/plain {t['stats'] / t['plain']:.3f}x  {paired('stats')}  (goal <= 1.05)")
     if "empty" in t:
@@ -367,11 +374,13 @@ def main():
                         "a random-weight Flux.1-dev-sized transformer (4096 tokens, bf16; needs a GPU)")
     p.add_argument("--device", default="cpu", help="where the recording part's model runs (cpu, cuda)")
     p.add_argument("--kinds", default="plain,full,stats,empty",
-                   help="the recording part's variants, comma-separated (plain is always run)")
+                   help="the recording part's variants, comma-separated (plain is always run; full-none: full with "
+                        "compression='none')")
     a = p.parse_args()
     kinds = set(a.kinds.split(","))
-    if not kinds <= {"plain", "full", "stats", "empty"}:
-        raise SystemExit(f"--kinds: unknown {sorted(kinds - {'plain', 'full', 'stats', 'empty'})}")
+    known = {"plain", "full", "full-none", "stats", "empty"}
+    if not kinds <= known:
+        raise SystemExit(f"--kinds: unknown {sorted(kinds - known)}")
     root = Path(a.dir)
     root.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
