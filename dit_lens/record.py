@@ -185,7 +185,7 @@ def record(lens, url: str, prompts, seeds=(0,), *, names="*.*.img.resid_post", n
     back when ``stats_only``, else the batch's values too (``batch_size`` bounds them); the store is written here,
     crash-safe and resumable as always.
     ``compression`` of the activation values, lossless either way: "lz4" (the default for a new store: Blosc LZ4
-    with bit-shuffle) or "none" (stored uncompressed: ~7% more bytes of float32, ~20% of bf16 bits, for less CPU
+    with bit-shuffle) or "none" (stored uncompressed: ~10% more bytes of float32, ~25% of bf16 bits, for less CPU
     beside the model); None resumes with the store's own."""
     from .store.schema import COMPRESSIONS
 
