@@ -37,31 +37,37 @@ def _serve(server, blob) -> dict:
         return nns.execute_traced_block(tracer, torch.float32)
 
 
-def test_the_embedded_model_served_by_key_runs_edits_reads_and_a_recording_as_ndif_runs_them(blobs, tmp_path):
+def _requests_equal_local_runs(execute, blobs, tmp_path) -> None:
+    """Edits with a cache, then a stats-only recording, each sent as nnsight sends it and run by ``execute(blob)``
+    (the way a server runs a request): the results equal the local runs."""
+    from dit_lens import open_store, record
+
     lens = Lens("tiny")
-    key = lens.model.to_model_key()
-    assert key == model_key(spec="tiny") == 'dit_lens.remote.DiT:{"spec": "tiny"}'
-    server = DiT.from_model_key(key, dispatch=True, dtype="float32", device="cpu")  # as a model actor loads it
-    assert type(server.pipeline).__name__ == "TinyShapesPipeline"
     edits = [zero(NAME, steps=[2], channels=[0, 1]), scale("double.0.img.resid_post", 2.0, cfg="cond")]
     local = lens.generate(PROMPTS, num_inference_steps=4, seed=0, edits=edits, cache=NAME)
     lens.generate(PROMPTS, num_inference_steps=4, seed=0, edits=edits, cache=NAME, remote="local")
-    saved = _serve(server, blobs[-1])
+    saved = execute(blobs[-1])
     cache = dict(local.cache.items())
     assert saved["saved"].keys() == cache.keys() and all(torch.equal(saved["saved"][k], cache[k]) for k in cache)
     assert np.array_equal(np.asarray(saved["output"].images), np.asarray(local.images))
-
-    from dit_lens import open_store, record
 
     here = open_store(record(lens, str(tmp_path / "here.zarr"), PROMPTS, names=NAME, num_inference_steps=3,
                              stats_only=True, progress=False))
     record(lens, str(tmp_path / "there.zarr"), PROMPTS, names=NAME, num_inference_steps=3, stats_only=True,
            progress=False, remote="local")
-    got = [g for g in _serve(server, blobs[-1])["got"] if g is not None]
+    got = [g for g in execute(blobs[-1])["got"] if g is not None]
     assert [g[0] for g in got] == [0, 1, 2] and all(g[3] is None for g in got)  # statistics only came back
     for index, t, (stats, count, _), values in got:
         assert np.array_equal(stats[NAME].transpose(1, 0, 2), here["img.resid_post.stats"].isel(step=index, layer=0)
                               .transpose("sample", "stat", "channel").values)
+
+
+def test_the_embedded_model_served_by_key_runs_edits_reads_and_a_recording_as_ndif_runs_them(blobs, tmp_path):
+    key = Lens("tiny").model.to_model_key()
+    assert key == model_key(spec="tiny") == 'dit_lens.remote.DiT:{"spec": "tiny"}'
+    server = DiT.from_model_key(key, dispatch=True, dtype="float32", device="cpu")  # as a model actor loads it
+    assert type(server.pipeline).__name__ == "TinyShapesPipeline"
+    _requests_equal_local_runs(lambda blob: _serve(server, blob), blobs, tmp_path)
 
 
 def test_a_pipeline_built_in_memory_says_why_it_cannot_run_remotely():
@@ -146,26 +152,7 @@ def test_ndif_0_1_2s_sandbox_fails_every_request_under_nnsight_0_8_1(blobs, runn
 
 def test_sandboxed_requests_equal_local_runs(blobs, runner, served, monkeypatch, tmp_path):
     monkeypatch.setattr(driver, "getattr", _resolve_on_module, raising=False)
-    lens = Lens("tiny")
-    edits = [zero(NAME, steps=[2], channels=[0, 1]), scale("double.0.img.resid_post", 2.0, cfg="cond")]
-    local = lens.generate(PROMPTS, num_inference_steps=4, seed=0, edits=edits, cache=NAME)
-    lens.generate(PROMPTS, num_inference_steps=4, seed=0, edits=edits, cache=NAME, remote="local")
-    got = _sandboxed(served, runner, blobs[-1])
-    cache = dict(local.cache.items())
-    assert got["saved"].keys() == cache.keys() and all(torch.equal(got["saved"][k], cache[k]) for k in cache)
-    assert np.array_equal(np.asarray(got["output"].images), np.asarray(local.images))
-
-    from dit_lens import open_store, record
-
-    here = open_store(record(lens, str(tmp_path / "here.zarr"), PROMPTS, names=NAME, num_inference_steps=3,
-                             stats_only=True, progress=False))
-    record(lens, str(tmp_path / "there.zarr"), PROMPTS, names=NAME, num_inference_steps=3, stats_only=True,
-           progress=False, remote="local")
-    got = [g for g in _sandboxed(served, runner, blobs[-1])["got"] if g is not None]
-    assert [g[0] for g in got] == [0, 1, 2]
-    for index, t, (stats, count, _), values in got:
-        assert np.array_equal(stats[NAME].transpose(1, 0, 2), here["img.resid_post.stats"].isel(step=index, layer=0)
-                              .transpose("sample", "stat", "channel").values)
+    _requests_equal_local_runs(lambda blob: _sandboxed(served, runner, blob), blobs, tmp_path)
 
 
 def test_a_folder_key_builds_a_weightless_model_unless_dispatched(tmp_path):

@@ -6,6 +6,7 @@ Without a Chromium executable the browser tests skip, saying so; ``.ci/run`` ins
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -101,13 +102,22 @@ def browser():
         b.close()
 
 
-def _open(browser, url):
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    requests = []
-    page.on("request", lambda r: requests.append(r.url))
-    page.goto(url)
-    page.wait_for_function("document.body.dataset.updated || document.getElementById('error').textContent")
-    return page, requests
+@contextlib.contextmanager
+def _page(browser, store: str):
+    """The store served on 127.0.0.1 and its page loaded: (page, server URL, every URL the page requested)."""
+    s = serve(store)
+    try:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        requests = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(s.url)
+        page.wait_for_function("document.body.dataset.updated || document.getElementById('error').textContent")
+        try:
+            yield page, s.url, requests
+        finally:
+            page.close()
+    finally:
+        s.close()
 
 
 def _changed(page, what, old):
@@ -116,9 +126,7 @@ def _changed(page, what, old):
 
 
 def test_the_page_follows_name_step_and_channel_over_a_full_store(stores, browser):
-    s = serve(stores["full"])
-    try:
-        page, requests = _open(browser, s.url)
+    with _page(browser, stores["full"]) as (page, url, requests):
         assert page.inner_text("#error") == ""
         key = page.eval_on_selector("#heatmap", "c => c.dataset.key")
         total = page.eval_on_selector("#heatmap", "c => c.dataset.sum")
@@ -135,36 +143,23 @@ def test_the_page_follows_name_step_and_channel_over_a_full_store(stores, browse
         assert "top-k" in page.inner_text("#profnote") and "step 2" in page.inner_text("#consistency")
         shot = page.locator("#heatmap").screenshot()
         assert len(shot) > 2000  # a drawn canvas, not a blank one
-        assert all(u.startswith(s.url) for u in requests), "the page fetched something from elsewhere"
-        page.close()
-    finally:
-        s.close()
+        assert all(u.startswith(url) for u in requests), "the page fetched something from elsewhere"
 
 
 def test_a_stats_only_store_shows_its_statistics(stores, browser):
-    s = serve(stores["stats"])
-    try:
-        page, _ = _open(browser, s.url)
+    with _page(browser, stores["stats"]) as (page, _, _):
         assert page.inner_text("#error") == "" and page.is_hidden("#heatpanel")
         top = page.eval_on_selector("#profile", "c => c.dataset.top")
         page.select_option("#stat", "max_abs")
         page.wait_for_function("document.getElementById('profnote').textContent.startsWith('max_abs')")
         assert top and len(page.locator("#profile").screenshot()) > 1000
-        page.close()
-    finally:
-        s.close()
 
 
 def test_a_recipe_report_renders_as_tables_and_figures(stores, browser):
-    s = serve(stores["report"])
-    try:
-        page, _ = _open(browser, s.url)
+    with _page(browser, stores["report"]) as (page, _, _):
         assert page.inner_text("#error") == ""
         assert page.locator("#report table").count() > 0 and page.locator("#report img").count() > 0
         page.wait_for_function("[...document.querySelectorAll('#report img')].every(i => i.naturalWidth > 0)")
-        page.close()
-    finally:
-        s.close()
 
 
 def test_a_corrupt_chunk_is_named_in_the_page(stores, browser, tmp_path):
@@ -175,15 +170,10 @@ def test_a_corrupt_chunk_is_named_in_the_page(stores, browser, tmp_path):
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0xFF
     victim.write_bytes(bytes(data))
-    s = serve(str(bad))
-    try:
-        page, _ = _open(browser, s.url)
+    with _page(browser, str(bad)) as (page, _, _):
         page.wait_for_function("document.getElementById('error').textContent.length > 0")
         text = page.inner_text("#error")
         assert "chunk" in text.lower() and page.is_visible("#error")
-        page.close()
-    finally:
-        s.close()
 
 
 def test_a_store_on_s3_is_served_with_its_storage_options():
@@ -203,13 +193,8 @@ def test_a_store_on_s3_is_served_with_its_storage_options():
 def test_an_incomplete_sample_is_marked_and_says_so(browser, tmp_path):
     url = record(Lens("tiny"), str(tmp_path / "part.zarr"), PROMPTS, names=NAME, num_inference_steps=2,
                  samples=[0], progress=False)  # sample 1 never recorded
-    s = serve(url)
-    try:
-        page, _ = _open(browser, s.url)
+    with _page(browser, url) as (page, _, _):
         assert page.inner_text("#error") == ""
         page.select_option("#sample", "1")
         page.wait_for_function("document.getElementById('error').textContent.includes('not complete')")
         assert "not complete" in page.inner_text("#step") and "0/2 steps complete" in page.inner_text("#sample")
-        page.close()
-    finally:
-        s.close()
