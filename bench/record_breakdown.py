@@ -17,7 +17,7 @@ holds a step's six values; 1 MB one value) and prints the statistics' share for 
 ``--mode full`` records the activations too and splits the recording's own work by thread, per step:
   model thread   host       the tensor's numpy view as the store keeps it (``_host``)
                  check      the value's shape against the store's layout (``_check_shape``)
-                 queue      handing the value to the writer thread (``_WriterThread.put``; waits when it is full)
+                 queue      handing the value to the writer thread (``WriterThread.put``; waits when it is full)
   writer thread  assemble   a layer group's block from its values (``StoreWriter.data``, less its encode)
                  encode     Blosc LZ4 + bit-shuffle of whole chunks (``ChunkWriter.write_many``)
                  flags      statistics, timesteps and complete flags of each batch (``StoreWriter.flush``)
@@ -73,12 +73,12 @@ def _instrument(acc: dict) -> None:
     import dit_lens.store._chunks as chunks
 
     for owner, attr, part in ((rec, "_host", "host"), (rec, "_check_shape", "check"),
-                              (rec._WriterThread, "put", "queue"), (writer.StoreWriter, "data", "assemble"),
+                              (rec.WriterThread, "put", "queue"), (writer.StoreWriter, "data", "assemble"),
                               (chunks.ChunkWriter, "write_many", "encode"), (writer.StoreWriter, "flush", "flags"),
                               (chunks.ChunkWriter, "_put_many", "store")):
         timed(owner, attr, part)
-    timed(rec._WriterThread, "join", "last wait")
-    run = rec._WriterThread.run
+    timed(rec.WriterThread, "join", "last wait")
+    run = rec.WriterThread.run
 
     def writer_run(self):
         t = time.thread_time()
@@ -86,7 +86,7 @@ def _instrument(acc: dict) -> None:
             run(self)
         finally:
             acc["writer"] = acc.get("writer", 0.0) + time.thread_time() - t
-    rec._WriterThread.run = writer_run
+    rec.WriterThread.run = writer_run
 
 
 def main():

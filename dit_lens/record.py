@@ -3,12 +3,12 @@
     record(lens, url, prompts, seeds=(0,), names=..., num_inference_steps=..., ...) -> url
     record_distributed(model, url, prompts, seeds, client=...) -> url   disjoint samples on dask.distributed workers
 
-The run loop reads each (name, step) inside the trace and puts it on a bounded queue; one background thread hands
-each message to the store's writer (``dit_lens.store.StoreWriter``: whole chunks, then flags). Memory is bounded by
-the queue, not by the number of prompts or steps. Statistics (``_stats``) are reduced on the model's thread and
-device before any transfer, and travel with the step's commit message. ``resume=True`` regenerates exactly the
-samples with unflagged units. Writers on disjoint ``samples`` of one store may run at once; overlapping ones are
-refused by claim files next to the store.
+The run loop reads each (name, step) inside the trace and puts it on a bounded queue; one background thread
+(``_handoff``) hands each message to the store's writer (``dit_lens.store.StoreWriter``: whole chunks, then flags).
+Memory is bounded by the queue, not by the number of prompts or steps. Statistics (``_stats``) are reduced on the
+model's thread and device before any transfer, and travel with the step's commit message. ``resume=True``
+regenerates exactly the samples with unflagged units. Writers on disjoint ``samples`` of one store may run at once;
+overlapping ones are refused by claim files next to the store.
 
 Heavy imports (torch, zarr, xarray) happen on first use, so ``import dit_lens`` stays light.
 """
@@ -18,9 +18,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import queue
-import threading
-import time
 import warnings
 
 import numpy as np
@@ -28,89 +25,10 @@ import numpy as np
 from . import __version__, _samples
 from ._checks import index as _index
 from ._checks import seconds, whole
-from .errors import ArgumentError, OutOfRangeError, RunError, StoreError, StoreTimeoutError
+from ._handoff import OnHost, Rows, WriterThread
+from .errors import ArgumentError, OutOfRangeError, RunError, StoreTimeoutError
 
 __all__ = ["record", "record_distributed"]
-
-_STOP = object()
-
-
-class _WriterThread(threading.Thread):
-    """Hands queued messages to a StoreWriter on its own thread: the model thread never waits on compression or
-    storage, only on the bounded queue. A step's statistics are taken off the device here (``StepStats.get``)."""
-
-    def __init__(self, writer, maxsize: int, timeout: float | None):
-        super().__init__(daemon=True, name="dit-lens-writer")
-        self.writer = writer
-        self.q: queue.Queue = queue.Queue(maxsize=maxsize)
-        self.error: BaseException | None = None
-        # each storage call of the writer is bounded by ``timeout``; a writer that takes no message for this long is
-        # stuck in something unbounded
-        self.patience = None if timeout is None else 3 * timeout + 30
-
-    def put(self, item) -> None:
-        since = time.monotonic()
-        while True:
-            if self.error is not None:
-                raise self.failure()
-            try:
-                self.q.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                if self.patience is not None and time.monotonic() - since > self.patience:
-                    raise StoreTimeoutError(f"the store writer took no message for {self.patience:g} s") from None
-
-    def failure(self) -> StoreError:
-        e = self.error
-        if isinstance(e, StoreError):
-            return e
-        return StoreError(f"the store writer failed: {type(e).__name__}: {e}")
-
-    def finish(self) -> None:
-        """Stop the writer once its queue is written; every write is bounded, so is this wait."""
-        self.put(_STOP)
-        self.join(timeout=None if self.patience is None else 2 * self.patience)
-        if self.is_alive():
-            raise StoreTimeoutError(f"the store writer did not finish within {2 * self.patience:g} s")
-        if self.error is not None:
-            raise self.failure()
-
-    def run(self) -> None:
-        w = self.writer
-        kind, args = None, ()
-        try:
-            while (item := self.q.get()) is not _STOP:
-                kind, *args = item
-                if kind == "commit":
-                    samples, step, step_stats = args
-                    w.commit(samples, step, *step_stats.get())
-                else:
-                    getattr(w, kind)(*args)
-            kind = "close"
-        except TimeoutError as e:  # what the writer was doing when the store stopped answering
-            self.error = _timeout(e, kind, args)
-        except BaseException as e:  # noqa: BLE001 - reported to the model thread on its next put
-            self.error = e
-        finally:
-            try:
-                w.close(abandon=self.error is not None)
-            except TimeoutError as e:
-                self.error = self.error or _timeout(e, "close", ())
-            except BaseException as e:  # noqa: BLE001
-                self.error = self.error or e
-
-
-def _timeout(e: TimeoutError, kind, args) -> StoreTimeoutError:
-    import re
-
-    what = {"data": "activations", "commit": "statistics", "image": "images", "flush": "flags",
-            "close": "last chunks"}.get(kind, kind)
-    where = f" of samples {_samples.ranges(args[0])}" if args else ""
-    where += f" at step {args[1]}" if kind in ("data", "commit") else ""
-    call = re.match(r"Coroutine <coroutine object (\S+) at", str(e))  # zarr's own message names its coroutine
-    detail = f"zarr's {call.group(1)} did not finish" if call else str(e)
-    return StoreTimeoutError(f"writing the {what}{where}: {detail}")
-
 
 def _describe(v) -> str:
     """A pipeline argument that JSON cannot hold, as provenance: a tensor or array by shape, dtype and a hash of its
@@ -271,7 +189,7 @@ def _write(lens, url, work, samples, batch_size, resume, takeover, storage_optio
     except TimeoutError as e:
         raise StoreTimeoutError(f"{_endpoint(url, storage_options)} did not answer within {timeout:g} s while "
                                 f"opening the store and claiming its samples; nothing was recorded") from e
-    thread = _WriterThread(writer, queue_size, timeout)
+    thread = WriterThread(writer, queue_size, timeout)
     thread.start()
     bar = tqdm(total=len(wanted) * work["steps"][1], desc="record", unit="step", disable=not progress)
     try:
@@ -328,7 +246,7 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
         prompts = None
     n_steps, ran = steps
     if keep is not None and list(keep) != list(batch):
-        thread = _Rows(thread, batch, keep)
+        thread = Rows(thread, batch, keep)
 
     from . import _collect
     from .lens import pipeline_images
@@ -341,7 +259,7 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
             _check_shape(layout, name, value, index, selected=True)
             thread.put(("data", batch, index, name, _host(value)))
         if stats is not None:
-            thread.put(("commit", batch, index, _OnHost(*stats) if shipped else stats))
+            thread.put(("commit", batch, index, OnHost(*stats) if shipped else stats))
         bar.update(len(batch) if keep is None else len(keep))
         seen.append((index, t))
 
@@ -385,46 +303,6 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
     if images is not None:  # before the flags: a sample flagged complete has its image
         thread.put(("image", batch, images))
     thread.put(("flush", batch))
-
-
-class _Rows:
-    """The writer's queue for a batch of which only ``keep`` is written: each message cut to those samples' rows
-    (values, statistics and images; the step's non-finite count is the batch's, as in any recording)."""
-
-    def __init__(self, thread, batch: list, keep: list):
-        self.thread, self.keep, self.rows = thread, list(keep), [batch.index(s) for s in keep]
-
-    def put(self, item) -> None:
-        kind, _, *rest = item
-        if kind == "data":
-            index, name, value = rest
-            rest = [index, name, value[self.rows]]
-        elif kind == "commit":
-            rest = [rest[0], _RowsOf(rest[1], self.rows)]
-        elif kind == "image":
-            rest = [rest[0][self.rows]]
-        self.thread.put((kind, self.keep, *rest))
-
-
-class _RowsOf:
-    """A step's statistics ({name: (4, rows, channels)}) cut to some rows when the writer takes them."""
-
-    def __init__(self, stats, rows: list):
-        self.stats, self.rows = stats, rows
-
-    def get(self) -> tuple:
-        got, count, t = self.stats.get()
-        return {name: v[:, self.rows] for name, v in got.items()}, count, t
-
-
-class _OnHost:
-    """A step's statistics a server reduced and sent back, as the writer's commit message carries them (``get()``)."""
-
-    def __init__(self, stats: dict, count: int, timestep: float):
-        self._got = (dict(stats), int(count), float(timestep))
-
-    def get(self) -> tuple:
-        return self._got
 
 
 def _host(value) -> np.ndarray:
