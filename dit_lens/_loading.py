@@ -4,6 +4,8 @@
     check_loadable(pipeline, warn=True)  raise for states the lens cannot trace (torch.compile), warn for float16
     foreign_hooks(transformer, paths)    blocks with torch forward hooks, which run after dit-lens reads a block's
                                          output (so a hook that changes it makes the next block's input differ)
+    check_path(model)                    a pipeline folder with a readable model_index.json, or a hub id
+    check_device(device)                 a device torch knows and can see
 
 What works through the lens, tested on tiny configs (tests/test_loading.py): float32, bfloat16 and float16
 weights; diffusers' layerwise casting; group offloading; model CPU offloading (accelerate's hooks, which diffusers
@@ -17,9 +19,9 @@ import warnings
 
 import torch
 
-from .errors import UnsupportedModelError
+from .errors import ArgumentError, UnsupportedModelError
 
-__all__ = ["apply_dtype", "check_loadable", "foreign_hooks"]
+__all__ = ["apply_dtype", "check_loadable", "foreign_hooks", "check_path", "check_device"]
 
 
 def apply_dtype(pipeline, torch_dtype) -> None:
@@ -56,3 +58,31 @@ def check_loadable(pipeline, warn: bool = True) -> None:
 def foreign_hooks(transformer, paths) -> list[str]:
     """Block paths (of ``paths``) with torch forward hooks registered on them."""
     return [p for p in paths if transformer.get_submodule(p)._forward_hooks]
+
+
+def check_path(model: str) -> None:
+    """A pipeline folder must hold a readable model_index.json; a string that is a path but no folder is an error;
+    anything else ('owner/name') goes to the hub."""
+    import json
+    import os
+
+    if os.path.exists(model):
+        index = os.path.join(model, "model_index.json")
+        if not os.path.isfile(index):
+            raise ArgumentError(f"{model!r} is not a diffusers pipeline folder: it has no model_index.json (write "
+                                f"one with pipeline.save_pretrained)")
+        try:
+            with open(index) as f:
+                json.load(f)
+        except ValueError as e:
+            raise ArgumentError(f"{index} is not valid JSON ({e})") from e
+    elif model.startswith(("/", ".", "~")) or model.count("/") > 1:
+        raise ArgumentError(f"no such folder {model!r} (a hub id is 'owner/name')")
+
+
+def check_device(device) -> None:
+    device = torch.device(device)  # an unknown type raises here, naming the valid ones
+    if device.type == "cuda" and not torch.cuda.is_available():
+        built = "with" if torch.backends.cuda.is_built() else "without"
+        raise ArgumentError(f"device {str(device)!r}: torch {torch.__version__} (built {built} CUDA) sees no CUDA "
+                            f"device")

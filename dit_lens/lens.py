@@ -27,21 +27,35 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 
 from . import _hooks, _loading, _nnsight, models
+from ._call import (
+    check_call,
+    count_images,
+    counted,
+    default,
+    pipeline_images,
+    prompt_args,
+)
+from ._checks import index as _index
+from ._checks import whole
+from ._loading import check_device, check_path
 from ._run import Run
 from ._validate import probe, text_extra
 from .archs import arch_for
 from .cache import Cache
-from ._checks import index as _index
-from ._checks import whole
 from .edits import Edit
-from .errors import ArgumentError, OutOfRangeError, RunError, UnknownNameError, UnsupportedModelError
+from .errors import (
+    ArgumentError,
+    OutOfRangeError,
+    RunError,
+    UnknownNameError,
+    UnsupportedModelError,
+)
 from .names import expand
 
 __all__ = ["Lens", "Generation"]
@@ -55,90 +69,11 @@ class Generation:
     edits: list = field(default_factory=list)
 
 
-def pipeline_images(output):
-    """A pipeline output's images: ``.images``, or a video pipeline's ``.frames``."""
-    return output.images if hasattr(output, "images") else output.frames
-
-
-def _count_images(prompt, kwargs) -> int:
-    if prompt is None:
-        embeds = kwargs.get("prompt_embeds")
-        if embeds is None:
-            raise ArgumentError("give a prompt (or prompt_embeds)")
-        n = int(embeds.shape[0])
-    else:
-        n = 1 if isinstance(prompt, str) else len(prompt)
-    if n == 0:
-        raise ArgumentError("no prompts: the prompt list is empty")
-    return n * int(kwargs.get("num_images_per_prompt") or kwargs.get("num_videos_per_prompt") or 1)
-
-
-def _check_call(prompt, seed, kwargs) -> None:
-    """A pipeline call's arguments that nnsight or the pipeline would take wrongly or fail on obscurely."""
-    _count_images(prompt, kwargs)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ArgumentError(f"seed={seed!r}: one integer (image i gets seed + i); for seeds of your own per image "
-                            f"pass generator=[torch.Generator().manual_seed(s) for s in seeds]")
-
-
-def _prompt_args(prompt) -> tuple:
-    """Positional inputs for nnsight: none when the call is driven by ``prompt_embeds`` (nnsight counts rows from
-    the first positional input)."""
-    return () if prompt is None else (prompt,)
-
-
-def _check_path(model: str) -> None:
-    """A pipeline folder must hold a readable model_index.json; a string that is a path but no folder is an error;
-    anything else ('owner/name') goes to the hub."""
-    import json
-    import os
-
-    if os.path.exists(model):
-        index = os.path.join(model, "model_index.json")
-        if not os.path.isfile(index):
-            raise ArgumentError(f"{model!r} is not a diffusers pipeline folder: it has no model_index.json (write "
-                                f"one with pipeline.save_pretrained)")
-        try:
-            with open(index) as f:
-                json.load(f)
-        except ValueError as e:
-            raise ArgumentError(f"{index} is not valid JSON ({e})") from e
-    elif model.startswith(("/", ".", "~")) or model.count("/") > 1:
-        raise ArgumentError(f"no such folder {model!r} (a hub id is 'owner/name')")
-
-
-def _default(pipeline, name: str):
-    """The default of a pipeline call's keyword argument, or None when it takes no such argument."""
-    p = inspect.signature(pipeline.__call__).parameters.get(name)
-    return None if p is None or p.default is inspect.Parameter.empty else p.default
-
-
-@contextmanager
-def _counted(transformer, active: bool):
-    """Counts the transformer's calls while open (``{"n": calls}``; ``{}`` when not ``active``, e.g. remote runs,
-    whose calls happen elsewhere)."""
-    calls: dict = {"n": 0} if active else {}
-    handle = transformer.register_forward_pre_hook(lambda m, a: calls.update(n=calls["n"] + 1)) if active else None
-    try:
-        yield calls
-    finally:
-        if handle is not None:
-            handle.remove()
-
-
-def _check_device(device) -> None:
-    device = torch.device(device)  # an unknown type raises here, naming the valid ones
-    if device.type == "cuda" and not torch.cuda.is_available():
-        built = "with" if torch.backends.cuda.is_built() else "without"
-        raise ArgumentError(f"device {str(device)!r}: torch {torch.__version__} (built {built} CUDA) sees no CUDA "
-                            f"device")
-
-
 class Lens:
     def __init__(self, model="tiny", *, example: dict | None = None, device=None, torch_dtype=None, cfg=None,
                  **load_kwargs):
         if device is not None:
-            _check_device(device)  # before any loading
+            check_device(device)  # before any loading
         self.spec, self.cfg = None, None
         if isinstance(model, torch.nn.Module):  # a bare transformer, run by the user's own loop
             if example is None:
@@ -155,7 +90,7 @@ class Lens:
             self.model = _nnsight.wrap_pipeline(self.spec.build(**load_kwargs),
                                                 None if load_kwargs else {"spec": model})
         elif isinstance(model, str):
-            _check_path(model)
+            check_path(model)
             dtype = {} if torch_dtype is None else {"torch_dtype": torch_dtype}
             if os.path.isdir(model):  # keyed by its path, so a self-hosted server can rebuild it (dit_lens.remote)
                 from .remote import load_folder
@@ -307,7 +242,7 @@ class Lens:
     def _make_run(self, tracer, prompt, num_inference_steps, kwargs, remote) -> Run:
         cfg = self.arch.sequential_cfg
         steps = self.steps_of(num_inference_steps, **kwargs) if remote else num_inference_steps
-        return Run(tracer, self.model, self._table, images=_count_images(prompt, kwargs), live=not remote,
+        return Run(tracer, self.model, self._table, images=count_images(prompt, kwargs), live=not remote,
                    steps=steps, calls_per_step=self.calls_per_step(**kwargs),
                    order=cfg.order if cfg else ("cond",), timestep=self.arch.timestep, text=self.arch.text,
                    text_extra=text_extra(self.pipeline.transformer, self.arch), text_more=self.arch.text_more,
@@ -332,8 +267,8 @@ class Lens:
         """
         n = self.check_steps(num_inference_steps)
         self._prepare(remote)
-        _check_call(prompt, seed, kwargs)
-        tracer = self.model.trace(*_prompt_args(prompt), num_inference_steps=n, seed=seed, remote=remote,
+        check_call(prompt, seed, kwargs)
+        tracer = self.model.trace(*prompt_args(prompt), num_inference_steps=n, seed=seed, remote=remote,
                                   **kwargs)
         tracer.dit = self._make_run(tracer, prompt, n, kwargs, remote)
         return tracer
@@ -347,7 +282,7 @@ class Lens:
         for key in ("sigmas", "timesteps"):
             if kwargs.get(key) is not None:
                 return len(kwargs[key])
-        strength = kwargs.get("strength", _default(self.pipeline, "strength"))
+        strength = kwargs.get("strength", default(self.pipeline, "strength"))
         if strength is None:
             return n
         if not 0 < float(strength) <= 1:
@@ -406,7 +341,7 @@ class Lens:
         ``cache_steps`` (default all) and CFG branch ``cache_cfg`` (default all rows). ``on_step(run, step)``, if
         given, is called at every transformer call before the edits (e.g. to ``run.set_pooled(...)``)."""
         n = self.check_steps(num_inference_steps)
-        _check_call(prompt, seed, kwargs)
+        check_call(prompt, seed, kwargs)
         if cache_cfg not in (None, "cond", "uncond"):
             raise ArgumentError(f"cache_cfg={cache_cfg!r}: 'cond', 'uncond' or None (every row)")
         expected = self.steps_of(n, **kwargs)
@@ -416,7 +351,7 @@ class Lens:
         output = None  # stays None if the pipeline made fewer transformer calls than expected
         tracer = self.trace(prompt, num_inference_steps=n, seed=seed, remote=remote, **kwargs)
         run = tracer.dit  # made outside the block: a server runs only the block, which never touches the Lens
-        with _counted(self.pipeline.transformer, not remote) as calls, tracer:
+        with counted(self.pipeline.transformer, not remote) as calls, tracer:
             saved = dict().save()
             stamps = list().save()
             for step in run.steps():
