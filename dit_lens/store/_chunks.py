@@ -122,8 +122,9 @@ class ChunkWriter:
             raise StoreTimeoutError(f"{where} did not return within {bound:g} s") from None
 
     def _put_many(self, keys: list, datas: list) -> None:
-        """Store the chunks at once: their requests (object storage) or file writes (local) run concurrently. The
-        checksums are taken here, on the I/O thread, while the caller encodes the next chunks."""
+        """Store the chunks: on object storage their requests run concurrently, on a local disk this thread writes
+        their files in turn. The checksums are taken here, on the I/O thread, while the caller encodes the next
+        chunks."""
         if self.checksum:
             datas = [d + crc32c(d) for d in datas]
         if self._root is not None:
