@@ -114,7 +114,7 @@ def create(url: str, layout: Layout, storage_options: dict | None = None) -> Non
     n, s, L, C = len(layout.prompts), layout.steps, len(layout.layers), layout.channels
     Lc = layout.layers_per_chunk
     codec = compressors()
-    values_codec = codec if (layout.compression or "lz4") == "lz4" else compressors(layout.compression)
+    values_codec = codec if layout.compression == "lz4" else compressors(layout.compression)
     data, enc = {}, {}
     dtype = ENCODINGS[layout.encoding]
     fill = np.nan if dtype.startswith("float") else 0

@@ -64,7 +64,6 @@ class StoreWriter:
     @classmethod
     def create(cls, url: str, layout: Layout, storage_options: dict | None = None,
                timeout: float | None = None) -> "StoreWriter":
-        layout = dataclasses.replace(layout, compression=layout.compression or "lz4")
         create(url, layout, storage_options)
         return cls(open_group(url, storage_options), layout, timeout)
 
