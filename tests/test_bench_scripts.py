@@ -31,3 +31,38 @@ def test_v2_ablation_trains_each_lever_and_tabulates_them(tmp_path):
     assert (tmp_path / "ablation.png").stat().st_size > 1000
     hp = json.loads((tmp_path / "logs" / "hparams.json").read_text())
     assert hp["C"]["conditioning"] == {"pooled": "none", "registers": 4}
+
+
+def test_record_profile_attributes_each_sample_to_its_thread_and_part(tmp_path):
+    """The profile's attribution, on py-spy's raw format: the model thread counted only inside the workload (or the
+    traced block nnsight runs from its own root); a kernel under nnsight's hooks is the model's, nnsight's own code
+    the tracer's, a reduction dit-lens calls dit-lens's; other threads only when not waiting."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import record_profile
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    run = "MainThread;<module> (record_profile.py:1);child (record_profile.py:2);child.<locals>.run (record_profile.py:3)"
+    lines = [
+        f"thread (1): {run};__call__ (diffusers/pipe.py:9);run_body (nnsight/intervention/x.py:1);"
+        "Linear.forward (torch/nn/modules/linear.py:125) 7",
+        f"thread (1): {run};__call__ (diffusers/pipe.py:9);Controller.__call__ (nnsight/intervention/x.py:2) 3",
+        "thread (1): MainThread;Mediator._run (nnsight/intervention/interleaver.py:245);collect (dit_lens/_collect.py:31);"
+        "_sums (dit_lens/_stats.py:75);mean (torch/_tensor.py:1) 5",
+        "thread (1): MainThread;Mediator._run (nnsight/intervention/interleaver.py:245);collect (dit_lens/_collect.py:31)"
+        ";to (torch/_tensor.py:1) 2",
+        f"thread (1): {run};record (dit_lens/record.py:1);put (dit_lens/_handoff.py:45);put (queue.py:140) 4",
+        "thread (1): MainThread;<module> (record_profile.py:1);child (record_profile.py:2);sleep (time.py:1) 50",
+        "thread (1): MainThread 9",
+        "thread (2): dit-lens-writer;Thread._bootstrap (threading.py:1);run (dit_lens/_handoff.py:1);"
+        "write_many (dit_lens/store/_chunks.py:94) 6",
+        "thread (2): dit-lens-writer;Thread._bootstrap (threading.py:1);run (dit_lens/_handoff.py:1);"
+        "Condition.wait (threading.py:331) 40",
+        "thread (3): dit-lens-chunks_0;Thread._bootstrap (threading.py:1);_worker (concurrent/futures/thread.py:81) 30",
+        "thread (3): dit-lens-chunks_0;Thread._bootstrap (threading.py:1);_put_file (dit_lens/store/_chunks.py:154) 8",
+    ]
+    raw = tmp_path / "full.raw"
+    raw.write_text("\n".join(lines) + "\n")
+    threads, parts = record_profile.summarise(raw)
+    assert threads == {"model thread": 21, "writer thread": 6, "I/O thread": 8}
+    assert parts == {"model": 7, "tracer": 3, "statistics": 5, "dit-lens": 2, "waiting": 4}
