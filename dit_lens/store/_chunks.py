@@ -125,12 +125,12 @@ class ChunkWriter:
         """Store the chunks: on object storage their requests run concurrently, on a local disk this thread writes
         their files in turn. The checksums are taken here, on the I/O thread, while the caller encodes the next
         chunks."""
-        if self.checksum:
-            datas = [d + crc32c(d) for d in datas]
-        if self._root is not None:
-            for k, d in zip(keys, datas):
-                self._put_file(k, d)
+        sums = [crc32c(d) for d in datas] if self.checksum else [b""] * len(datas)
+        if self._root is not None:  # the checksum written after the chunk's bytes, not appended to a copy of them
+            for k, d, tail in zip(keys, datas, sums):
+                self._put_file(k, d, tail)
             return
+        datas = [d + tail for d, tail in zip(datas, sums)]  # a store call takes one buffer per chunk
 
         async def put_all():  # cancelled, its requests with it, when the store does not take it in time
             await asyncio.gather(*(self.arr.store.set(k, self._buffer.from_bytes(d)) for k, d in zip(keys, datas)))
@@ -140,9 +140,10 @@ class ChunkWriter:
             raise StoreTimeoutError(f"the store did not complete {len(keys)} chunk writes ({keys[0]}, ...) "
                                     f"within {self.timeout:g} s") from None
 
-    def _put_file(self, key: str, data: bytes) -> None:
-        """zarr LocalStore's write, without its event loop: the bytes go to a temporary file in the chunk's folder,
-        which then replaces the chunk atomically (a crash leaves the old chunk or the new one, never half of one)."""
+    def _put_file(self, key: str, data: bytes, tail: bytes = b"") -> None:
+        """zarr LocalStore's write, without its event loop: the bytes (then ``tail``, the checksum) go to a temporary
+        file in the chunk's folder, which then replaces the chunk atomically (a crash leaves the old chunk or the new
+        one, never half of one)."""
         path = os.path.join(self._root, key)
         folder = os.path.dirname(path)
         if folder not in self._folders:
@@ -151,7 +152,8 @@ class ChunkWriter:
         tmp = f"{path}.{uuid.uuid4().hex}.partial"
         try:
             with open(tmp, "wb") as f:
-                f.write(data)
+                f.write(data)  # larger than the file's buffer: written from ``data`` itself, uncopied
+                f.write(tail)
             os.replace(tmp, path)
         except BaseException:
             try:
