@@ -267,6 +267,47 @@ def writes(root: Path, mb: int) -> None:
           f"(compression is not the bottleneck when this is high)")
 
 
+def write_threads(root: Path, mb: int, rounds: int = 5) -> None:
+    """The recorder's chunk path as ``record(write_threads=k)`` runs it: rounds of 8 chunks of 768 KiB (a tiny-model
+    step's worth) encoded and written by a pool of k threads, interleaved; wall throughput and CPU of all threads."""
+    import resource
+    from concurrent.futures import ThreadPoolExecutor
+
+    import zarr
+
+    from dit_lens.store._chunks import chunk_writer
+    from dit_lens.store.schema import compressors
+
+    rng = np.random.default_rng(1)
+    block = (rng.standard_normal((8, 192, 1024)) * 3).astype(np.float32)  # 8 chunks of 768 KiB
+    n = max(8, mb * 4 // 3 // 8 * 8)
+    counts = [k for k in (1, 2, 4) if k <= max(2, os.cpu_count() or 1)]
+    res = {k: [] for k in counts}
+    for r in range(rounds):
+        for k in counts if r % 2 == 0 else counts[::-1]:
+            arr = zarr.create_array(str(root / f"t{k}.zarr"), shape=(n, 192, 1024), chunks=(1, 192, 1024),
+                                    dtype="float32", compressors=compressors(), overwrite=True)
+            pool = ThreadPoolExecutor(k) if k > 1 else None
+            w = chunk_writer(arr, pool=pool)
+            ru, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+            for i in range(0, n, 8):
+                w.write_many([((i + j, 0, 0), block[j:j + 1]) for j in range(8)])
+            w.close()
+            wall = time.perf_counter() - t
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            res[k].append((wall, after.ru_utime + after.ru_stime - ru.ru_utime - ru.ru_stime))
+            if pool is not None:
+                pool.shutdown()
+            shutil.rmtree(root / f"t{k}.zarr", ignore_errors=True)
+    print(f"\n4. write threads: {n} chunks of 768 KiB in rounds of 8, the store's codec; {rounds} interleaved rounds, "
+          f"medians ({os.cpu_count()} CPUs)")
+    base = statistics.median(w for w, _ in res[1])
+    for k in counts:
+        wall, cpu = statistics.median(w for w, _ in res[k]), statistics.median(c for _, c in res[k])
+        print(f"   {k} thread{'s' if k > 1 else ' '}  {n * 0.75 / wall:7.0f} MiB/s   {base / wall:.2f}x one thread's   "
+              f"CPU {cpu * 1e3 / n:5.2f} ms per chunk (all threads)")
+
+
 def local_paths(root: Path, mb: int, rounds: int = 5) -> None:
     """The chunk writer's two ways onto a local disk, interleaved: its own file writes (temporary file, rename) vs
     zarr's store calls (the same, through zarr's event loop and a worker thread per chunk). Chunks the size of the
@@ -389,6 +430,7 @@ def main():
     if a.only in (None, "writes"):
         writes(root, a.write_mb)
         local_paths(root, min(a.write_mb, 192))
+        write_threads(root, min(a.write_mb, 192))
     if a.only in (None, "reductions"):
         reductions(root, a.gb)
     shutil.rmtree(root, ignore_errors=True)

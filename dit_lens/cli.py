@@ -25,6 +25,17 @@ from .errors import ArgumentError, DitLensError
 __all__ = ["main"]
 
 
+def _at_least_one(text: str) -> int:
+    """argparse's type for a count of threads: a whole number >= 1, refused before any model loads."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return n
+
+
 def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="tiny",
                    help='a registered model spec ("tiny": the embedded model), a save_pretrained folder, or a hub id')
@@ -125,7 +136,8 @@ def _record(a) -> int:
     record(lens, a.store, prompts, seeds=a.seeds, names=a.names, num_inference_steps=a.num_inference_steps,
            steps=a.record_steps, cfg=a.cfg, stats_only=a.stats_only, batch_size=a.batch_size,
            samples=a.samples, resume=a.resume, takeover=a.takeover, storage_options=opts,
-           storage_timeout=a.storage_timeout, remote=_remote(a.remote), compression=a.compression, **kwargs)
+           storage_timeout=a.storage_timeout, remote=_remote(a.remote), compression=a.compression,
+           write_threads=a.write_threads, **kwargs)
     with _bounded(a.storage_timeout):
         after = _complete_samples(a.store, opts) or 0
     print(f"recorded {after - (before or 0)} samples ({after} of {total} complete) -> {a.store}")
@@ -265,6 +277,9 @@ def main(argv=None) -> int:
                    help="the activation values' lossless codec: 'lz4' (Blosc LZ4 + bit-shuffle) or 'none' (stored "
                         "uncompressed: more bytes, less CPU beside the model); default lz4 for a new store, the "
                         "store's own with --resume")
+    r.add_argument("--write-threads", type=_at_least_one, default=1,
+                   help="threads that encode chunks and write a local disk's files at once (default 1; more pays "
+                        "only where cores are idle, e.g. a GPU model's full recording)")
     r.add_argument("--remote", choices=["on", "local"], default=None,
                    help="run each batch as an nnsight request: 'on' (the server nnsight is configured for) or "
                         "'local' (the serialization round trip here); statistics are reduced on the server")

@@ -262,8 +262,11 @@ class _LocalViaZarr(LocalStore):
     """A local store written through zarr's own store calls (dit-lens writes only LocalStore itself directly)."""
 
 
+@pytest.mark.parametrize("threads", [1, 3])  # chunks encoded, and files written, on the caller's threads or a pool's
 @pytest.mark.parametrize("direct", [True, False], ids=["files", "zarr-store-calls"])
-def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path, direct):
+def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path, direct, threads):
+    from concurrent.futures import ThreadPoolExecutor
+
     import zarr
 
     from dit_lens.store._chunks import chunk_writer
@@ -277,7 +280,8 @@ def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path, direct):
                                                  dtype="float32", fill_value=np.nan, **kw)
     ref, arr = make("ref.zarr", compressors=compressors()), make("direct.zarr", compressors=compressors())
     ref[:] = x
-    w = chunk_writer(arr)  # stores at most 8 chunks per request round: these 9 take two
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    w = chunk_writer(arr, pool=pool)  # stores at most 8 chunks per request round: these 9 take two
     assert (w._root is not None) == direct
     w.write_many([((s, g, 0, 0), x[s:s + 1, 2 * g:2 * g + 2])  # the last layer group is an edge chunk of one layer
                   for s in range(3) for g in range(3)])
@@ -297,6 +301,8 @@ def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path, direct):
     assert not list((tmp_path / "checked.zarr").rglob("c/*/*/*/*"))
     assert chunk_writer(make("zstd.zarr", compressors=[zarr.codecs.ZstdCodec()])) is None
     assert not list(tmp_path.rglob("*.partial"))
+    if pool is not None:
+        pool.shutdown()
 
 
 def test_a_chunk_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
@@ -447,6 +453,27 @@ def test_uncompressed_values_are_the_same_values_and_a_resume_keeps_the_stores_c
     assert not (tmp_path / "bad.zarr").exists()
     with pytest.raises(ArgumentError, match="stats-only store does not hold"):
         record(tiny_lens, str(tmp_path / "bad.zarr"), PROMPTS[:2], compression="none", stats_only=True, **kw)
+
+
+def test_write_threads_write_the_same_store_byte_for_byte(tiny_lens, tmp_path):
+    """Chunks encoded and files written by a pool of threads: every chunk file the same bytes as one thread's; a
+    bad count is refused before anything is written."""
+    from dit_lens.errors import ArgumentError
+
+    kw = dict(names="*.*.img.resid_post", num_inference_steps=2, batch_size=2, progress=False)
+    one, three = tmp_path / "one.zarr", tmp_path / "three.zarr"
+    record(tiny_lens, str(one), PROMPTS[:2], write_threads=1, **kw)
+    record(tiny_lens, str(three), PROMPTS[:2], write_threads=3, **kw)
+    files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file() and "/c/" in f"/{p.relative_to(one)}")
+    assert len(files) > 4 and files == sorted(p.relative_to(three) for p in three.rglob("*")
+                                              if p.is_file() and "/c/" in f"/{p.relative_to(three)}")
+    for f in files:
+        assert (one / f).read_bytes() == (three / f).read_bytes(), f
+    assert not list(three.rglob("*.partial"))
+    for bad in (0, 1.5, "many"):
+        with pytest.raises(ArgumentError, match=f"write_threads={bad!r}: expected a whole number >= 1"):
+            record(tiny_lens, str(tmp_path / "bad.zarr"), PROMPTS[:2], write_threads=bad, **kw)
+    assert not (tmp_path / "bad.zarr").exists()
 
 
 def test_resume_refuses_another_model_and_overlap_is_refused(tiny_lens, tmp_path):

@@ -1,7 +1,9 @@
 """Whole-chunk writes without zarr-python's write path: encode on the calling thread, hand the store the bytes.
 
-    chunk_writer(arr) -> ChunkWriter | None   for a zarr v3 array stored as [bytes (little-endian), blosc] or with a
-                                              crc32c checksum after blosc (the store's codecs), else None
+    chunk_writer(arr, timeout, pool) -> ChunkWriter | None   for a zarr v3 array stored as [bytes
+                                              (little-endian), blosc] or with a crc32c checksum after blosc (the
+                                              store's codecs), else None; ``pool``: threads that encode a round's
+                                              chunks, and write a local disk's files, in parallel (None: one each)
     chunk_codecs(arr), crc32c(data)           the same pipeline's parts, for readers that check chunks
     bounded_sync(coro, timeout)               run a storage coroutine on zarr's loop, cancelled there past its bound
                                               (default zarr's ``async.timeout``)
@@ -34,7 +36,7 @@ import asyncio
 import os
 import uuid
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -61,7 +63,8 @@ def bounded_sync(coro, timeout=_CONFIGURED):
 
 
 class ChunkWriter:
-    def __init__(self, arr, blosc, checksum: bool = False, pending: int = 8, timeout: float | None = None):
+    def __init__(self, arr, blosc, checksum: bool = False, pending: int = 8, timeout: float | None = None,
+                 pool=None):
         from zarr.core.buffer import default_buffer_prototype
 
         self.arr, self.blosc, self.checksum = arr, blosc, checksum
@@ -77,6 +80,7 @@ class ChunkWriter:
         self.timeout = timeout
         self._root = _local_root(arr.store)  # a local disk's folder: chunks written directly; else None
         self._folders: set[str] = set()  # folders known to exist (made once, not per chunk)
+        self._pool = pool  # a ThreadPoolExecutor shared by a store's writers (its owner shuts it down), or None
 
     def write_many(self, items) -> list:
         """Queue the chunks; returns the futures of their request rounds (done once those chunks are stored)."""
@@ -85,20 +89,23 @@ class ChunkWriter:
             if block.ndim != len(self.chunks) or any(b > c for b, c in zip(block.shape, self.chunks)):
                 raise ArgumentError(f"{self.arr.path}: block of shape {block.shape} does not fit its chunks "
                                  f"{self.chunks}")
-        keys, datas, rounds = [], [], []
-        for coords, block in items:
-            if block.shape != self.chunks:  # an edge chunk: zarr stores it full size, padded with the fill value
-                full = np.full(self.chunks, self.fill, dtype=self.dtype)
-                full[tuple(slice(0, b) for b in block.shape)] = block
-                block = full
-            datas.append(self.blosc.encode(np.ascontiguousarray(block, dtype=self.dtype)))
-            keys.append(self.prefix + self.arr.metadata.encode_chunk_key(tuple(int(c) for c in coords)))
-            if len(keys) == self._max_pending:  # bounded: at most ``pending`` encoded chunks per request round
-                rounds.append(self._submit(keys, datas))
-                keys, datas = [], []
-        if keys:
+        rounds = []
+        for i in range(0, len(items), self._max_pending):  # bounded: at most ``pending`` chunks per request round
+            part = items[i:i + self._max_pending]
+            keys = [self.prefix + self.arr.metadata.encode_chunk_key(tuple(int(c) for c in coords))
+                    for coords, _ in part]
+            blocks = [block for _, block in part]
+            datas = list(self._pool.map(self._encode, blocks)) if self._pool is not None and len(blocks) > 1 \
+                else [self._encode(b) for b in blocks]  # every block encoded before the caller may reuse it
             rounds.append(self._submit(keys, datas))
         return rounds
+
+    def _encode(self, block: np.ndarray) -> bytes:
+        if block.shape != self.chunks:  # an edge chunk: zarr stores it full size, padded with the fill value
+            full = np.full(self.chunks, self.fill, dtype=self.dtype)
+            full[tuple(slice(0, b) for b in block.shape)] = block
+            block = full
+        return self.blosc.encode(np.ascontiguousarray(block, dtype=self.dtype))  # Blosc releases the GIL
 
     def _submit(self, keys: list, datas: list):
         future = self._io.submit(self._put_many, keys, datas)
@@ -127,8 +134,14 @@ class ChunkWriter:
         chunks."""
         sums = [crc32c(d) for d in datas] if self.checksum else [b""] * len(datas)
         if self._root is not None:  # the checksum written after the chunk's bytes, not appended to a copy of them
-            for k, d, tail in zip(keys, datas, sums):
-                self._put_file(k, d, tail)
+            if self._pool is not None and len(keys) > 1:
+                futures = [self._pool.submit(self._put_file, k, d, tail) for k, d, tail in zip(keys, datas, sums)]
+                wait(futures)  # all ended, then the first error
+                for f in futures:
+                    f.result()
+            else:
+                for k, d, tail in zip(keys, datas, sums):
+                    self._put_file(k, d, tail)
             return
         datas = [d + tail for d, tail in zip(datas, sums)]  # a store call takes one buffer per chunk
 
@@ -214,6 +227,6 @@ def crc32c(data: bytes) -> bytes:
     return int(google_crc32c.value(data)).to_bytes(4, "little")
 
 
-def chunk_writer(arr, timeout: float | None = None) -> ChunkWriter | None:
+def chunk_writer(arr, timeout: float | None = None, pool=None) -> ChunkWriter | None:
     codecs = chunk_codecs(arr)
-    return None if codecs is None else ChunkWriter(arr, *codecs, timeout=timeout)
+    return None if codecs is None else ChunkWriter(arr, *codecs, timeout=timeout, pool=pool)

@@ -1,7 +1,8 @@
 """Writing a recording into a store: everything that touches zarr arrays and chunks (the seam for another backend).
 
-    StoreWriter.create(url, layout, storage_options, timeout)   a new store's template, and a writer of it
-    StoreWriter.resume(url, layout, storage_options, timeout)   a writer of an existing store recorded the same way
+    StoreWriter.create(url, layout, storage_options, timeout, threads)   a new store's template, and a writer of it
+    StoreWriter.resume(url, layout, storage_options, timeout, threads)   a writer of an existing store recorded the
+                                   same way (``threads``: how many encode chunks and write files at once)
     StoreWriter                    what the recorder calls, from one thread, per batch of samples:
       .done()                      which samples are complete (their every unit and image flagged)
       .data(samples, step, name, value)   one name's value at one step, (samples, tokens, channels)
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -41,8 +43,10 @@ _RUN_KEYS = ("config_hash", "weights_hash", "scheduler_hash", "num_inference_ste
 
 
 class StoreWriter:
-    def __init__(self, group, layout: Layout, timeout: float | None = None):
+    def __init__(self, group, layout: Layout, timeout: float | None = None, threads: int = 1):
         self.group, self.layout, self.timeout = group, layout, timeout
+        # chunks encoded (and a local disk's files written) ``threads`` at a time; one: on the writer's own thread
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="dit-lens-encode") if threads > 1 else None
         self.nonfinite: list = []
         self._stored: list = []  # samples whose complete flags this writer saw stored
         self._flagged: list = []  # (samples, futures of the rounds that store their flags), not yet seen stored
@@ -63,13 +67,13 @@ class StoreWriter:
 
     @classmethod
     def create(cls, url: str, layout: Layout, storage_options: dict | None = None,
-               timeout: float | None = None) -> "StoreWriter":
+               timeout: float | None = None, threads: int = 1) -> "StoreWriter":
         create(url, layout, storage_options)
-        return cls(open_group(url, storage_options), layout, timeout)
+        return cls(open_group(url, storage_options), layout, timeout, threads)
 
     @classmethod
     def resume(cls, url: str, layout: Layout, storage_options: dict | None = None,
-               timeout: float | None = None) -> "StoreWriter":
+               timeout: float | None = None, threads: int = 1) -> "StoreWriter":
         """A writer of the store at ``url``, which must have been recorded the same way as ``layout``: the same
         samples, steps, names, mode, encoding and branch (and compression, when ``layout`` names one: None takes
         the store's), and the same run (model config, weights, scheduler, pipeline arguments, steps, dit-lens
@@ -95,7 +99,7 @@ class StoreWriter:
                              + "; ".join(diffs))
         # its chunks were laid out and compressed when it was made: write them the same way
         return cls(group, dataclasses.replace(layout, layers_per_chunk=old.layers_per_chunk,
-                                              compression=old.compression), timeout)
+                                              compression=old.compression), timeout, threads)
 
     def done(self) -> np.ndarray:
         done = np.asarray(self.group["complete"][:]).all(1)
@@ -111,7 +115,7 @@ class StoreWriter:
     def _chunks(self, var):
         """``var``'s ChunkWriter, or None where its codec needs zarr's own write path."""
         if var not in self._chunk_writers:
-            self._chunk_writers[var] = chunk_writer(self._array(var), self.timeout)
+            self._chunk_writers[var] = chunk_writer(self._array(var), self.timeout, self._pool)
         return self._chunk_writers[var]
 
     def _wait(self) -> None:
@@ -221,6 +225,8 @@ class StoreWriter:
                     writer.close(abandon)
                 except BaseException as e:  # noqa: BLE001 - every writer is closed; the first error is raised
                     error = error or e
+        if self._pool is not None:  # its tasks ran inside the writers' rounds, all ended or dropped by now
+            self._pool.shutdown(wait=not abandon, cancel_futures=True)
         if error is not None:
             raise error
         if not abandon:  # every flag round was waited for; abandoned ones are judged by their futures (``stored``)
