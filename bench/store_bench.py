@@ -109,7 +109,7 @@ def _embedded(pipe, kw, n_prompts, device, label):
 
 
 def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, batch: int, device: str = "cpu",
-              kinds=("plain", "full", "stats", "empty")) -> None:
+              kinds=("plain", "full", "stats", "empty"), write_threads: int = 1) -> None:
     from dit_lens.record import record
 
     build = {"tiny": _tiny, "flux": _flux, "flux-dev": _flux_dev}[model]
@@ -130,7 +130,7 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
 
         def fn(warm=False):
             opts = dict(seeds=[0], names=names, num_inference_steps=steps, batch_size=batch,
-                        stats_only=kind == "stats", progress=False)
+                        stats_only=kind == "stats", progress=False, write_threads=write_threads)
             if kind == "full-none":  # the values stored uncompressed
                 opts["compression"] = "none"
             samples = [] if kind == "empty" else batches[0] if warm else None
@@ -417,6 +417,8 @@ def main():
     p.add_argument("--kinds", default="plain,full,stats,empty",
                    help="the recording part's variants, comma-separated (plain is always run; full-none: full with "
                         "compression='none')")
+    p.add_argument("--write-threads", type=int, default=1, help="the recordings' write_threads (chunks encoded and "
+                   "files written at once)")
     a = p.parse_args()
     kinds = set(a.kinds.split(","))
     known = {"plain", "full", "full-none", "stats", "empty"}
@@ -426,7 +428,7 @@ def main():
     root.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if a.only in (None, "recording"):
-        recording(root, a.model, a.prompts, a.steps, a.repeats, a.batch, a.device, kinds)
+        recording(root, a.model, a.prompts, a.steps, a.repeats, a.batch, a.device, kinds, a.write_threads)
     if a.only in (None, "writes"):
         writes(root, a.write_mb)
         local_paths(root, min(a.write_mb, 192))
