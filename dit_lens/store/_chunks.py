@@ -3,7 +3,8 @@
     chunk_writer(arr, timeout, pool) -> ChunkWriter | None   for a zarr v3 array stored as [bytes
                                               (little-endian), blosc] or with a crc32c checksum after blosc (the
                                               store's codecs), else None; ``pool``: threads that encode a round's
-                                              chunks, and write a local disk's files, in parallel (None: one each)
+                                              chunks, and write a local disk's files, in parallel (None: the
+                                              caller encodes, the I/O thread writes)
     chunk_codecs(arr), crc32c(data)           the same pipeline's parts, for readers that check chunks
     bounded_sync(coro, timeout)               run a storage coroutine on zarr's loop, cancelled there past its bound
                                               (default zarr's ``async.timeout``)
