@@ -305,7 +305,10 @@ def test_direct_chunk_writes_are_the_chunks_zarr_writes(tmp_path, direct, thread
         pool.shutdown()
 
 
-def test_a_chunk_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 3])  # files written by the I/O thread, or by a pool's threads at once
+def test_a_chunk_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch, threads):
+    from concurrent.futures import ThreadPoolExecutor
+
     import zarr
 
     from dit_lens.store import _chunks
@@ -313,22 +316,26 @@ def test_a_chunk_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
 
     arr = zarr.create_array(str(tmp_path / "a.zarr"), shape=(2, 4), chunks=(1, 4), dtype="float32",
                             fill_value=np.nan, compressors=compressors())
-    w = _chunks.chunk_writer(arr)
-    w.write_many([((0, 0), np.arange(4, dtype=np.float32)[None])])
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    w = _chunks.chunk_writer(arr, pool=pool)
+    w.write_many([((s, 0), np.arange(4, dtype=np.float32)[None] + s) for s in range(2)])
     w.wait()
-    before = (tmp_path / "a.zarr" / "c" / "0" / "0").read_bytes()
+    before = [(tmp_path / "a.zarr" / "c" / str(s) / "0").read_bytes() for s in range(2)]
 
     def no_rename(src, dst):  # the process dies between writing the temporary file and the rename
         raise OSError("Input/output error")
 
     monkeypatch.setattr(_chunks.os, "replace", no_rename)
-    w.write_many([((0, 0), np.full((1, 4), 7, np.float32))])
+    w.write_many([((s, 0), np.full((1, 4), 7, np.float32)) for s in range(2)])
     with pytest.raises(OSError, match="Input/output error"):
         w.wait()
     w.close(abandon=True)
-    assert (tmp_path / "a.zarr" / "c" / "0" / "0").read_bytes() == before  # the old chunk, whole
-    assert not list(tmp_path.rglob("*.partial"))  # and no temporary file left beside it
-    np.testing.assert_array_equal(arr[0], np.arange(4))
+    for s in range(2):  # the old chunks, whole
+        assert (tmp_path / "a.zarr" / "c" / str(s) / "0").read_bytes() == before[s]
+    assert not list(tmp_path.rglob("*.partial"))  # and no temporary file left beside them
+    np.testing.assert_array_equal(arr[:], np.arange(4) + np.arange(2)[:, None])
+    if pool is not None:
+        pool.shutdown()
 
 
 def test_images_are_stored_as_the_run_made_them():
