@@ -14,7 +14,8 @@ frame that belongs to a known part:
     model        diffusers, transformers, dit_lens/tiny (the pipeline's own Python and the torch kernels it calls)
     other        the standard library and anything else
 (torch's own Python frames count for their caller: a reduction dit-lens calls is dit-lens's). Other threads count
-only samples that are not waiting on a lock, a queue or a socket.
+only samples that are not waiting on a lock, a queue or a socket. Last, per kind, the model thread's busiest frames among the
+recording's parts (``--top``).
 
 Times are shares of the run's wall time: the model thread runs throughout the timed workload, so one of its samples
 stands for wall / (its samples); the other threads' active samples are scaled alike (py-spy does not see torch's
@@ -22,7 +23,7 @@ OpenMP workers, which run only inside kernels the model thread is in). The workl
 batches ``bench/store_bench.py`` times. py-spy is not a dependency of dit-lens: ``pip install py-spy``.
 
     python bench/record_profile.py [--model tiny|flux] [--kinds plain,stats,full,full-none] [--prompts 16]
-                                   [--batch 8] [--steps 20] [--rate 50] [--rounds 1]
+                                   [--batch 8] [--steps 20] [--rate 50] [--rounds 1] [--top 5]
                                    [--dir /tmp/dit-lens-profile]
 """
 
@@ -51,28 +52,28 @@ def _idle(leaf: str) -> bool:
         leaf.startswith("_worker (concurrent/futures/thread.py")
 
 
-def _part(frames: list) -> str:
-    """The part a model-thread sample belongs to (frames root first): waiting, else the innermost frame of
-    dit-lens or the model's libraries; nnsight's when its own code runs (a module's kernels under its hooks are the
-    model's); torch's and the standard library's frames count for their caller."""
+def _part(frames: list) -> tuple[str, str]:
+    """(the part a model-thread sample belongs to, the frame that decided it) (frames root first): waiting, else the
+    innermost frame of dit-lens or the model's libraries; nnsight's when its own code runs (a module's kernels
+    under its hooks are the model's); torch's and the standard library's frames count for their caller."""
     if not frames:
-        return "other"
+        return "other", ""
     if _idle(frames[-1]):
-        return "waiting"
+        return "waiting", frames[-2] if len(frames) > 1 else frames[-1]
     kernel = "torch/nn/" in _file(frames[-1])  # a module's forward or a functional op: compute, whoever wraps it
     for frame in reversed(frames):
         where = _file(frame)
         if "dit_lens/_stats" in where:
-            return "statistics"
+            return "statistics", frame
         if "dit_lens/_handoff.py" in where or frame.startswith(("_host ", "_check_shape ")):
-            return "hand-off"
+            return "hand-off", frame
         if "diffusers/" in where or "transformers/" in where or "dit_lens/tiny/" in where:  # the tiny pipeline's
-            return "model"
+            return "model", frame
         if "dit_lens/" in where:
-            return "dit-lens"
+            return "dit-lens", frame
         if "nnsight/" in where and not kernel:
-            return "tracer"
-    return "other"
+            return "tracer", frame
+    return "other", frames[-1]
 
 
 def _thread(name: str) -> str:
@@ -85,10 +86,11 @@ def _thread(name: str) -> str:
     return "other threads"
 
 
-def summarise(raw: Path) -> tuple[collections.Counter, collections.Counter]:
-    """(samples per thread, samples per part of the model thread) from py-spy's raw output: the model thread's
-    samples inside the timed workload only (not the wait for the profiler, nor the interpreter's exit)."""
-    threads, parts = collections.Counter(), collections.Counter()
+def summarise(raw: Path) -> tuple[collections.Counter, collections.Counter, collections.Counter]:
+    """(samples per thread, samples per part of the model thread, samples per (part, deciding frame)) from py-spy's
+    raw output: the model thread's samples inside the timed workload only (not the wait for the profiler, nor the
+    interpreter's exit)."""
+    threads, parts, frames_of = collections.Counter(), collections.Counter(), collections.Counter()
     for line in raw.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         frames = stack.split(";")
@@ -97,11 +99,13 @@ def summarise(raw: Path) -> tuple[collections.Counter, collections.Counter]:
             # the workload's frames, or the traced block's, which nnsight runs on this thread from its own root
             if not any(f.startswith(("child.<locals>.run ", "Mediator._run ")) for f in frames):
                 continue
-            parts[_part(frames[1:])] += int(n)
+            part, frame = _part(frames[1:])
+            parts[part] += int(n)
+            frames_of[part, frame] += int(n)
         elif len(frames) < 2 or _idle(frames[-1]):
             continue
         threads[role] += int(n)
-    return threads, parts
+    return threads, parts, frames_of
 
 
 def child(a) -> None:
@@ -135,7 +139,7 @@ def child(a) -> None:
     shutil.rmtree(url, ignore_errors=True)
 
 
-def profile(a, kind: str) -> tuple[float, collections.Counter, collections.Counter]:
+def profile(a, kind: str) -> tuple:
     for f in ("ready", "go"):
         Path(a.dir, f).unlink(missing_ok=True)
     args = [sys.executable, __file__, "--child", kind, "--model", a.model, "--prompts", str(a.prompts),
@@ -169,6 +173,7 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--rate", type=int, default=50, help="samples per second per thread")
     p.add_argument("--rounds", type=int, default=1, help="profiles of each kind, interleaved, summed")
+    p.add_argument("--top", type=int, default=5, help="the busiest frames of the recording's parts, per kind")
     p.add_argument("--dir", default="/tmp/dit-lens-profile")
     p.add_argument("--child", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -186,9 +191,9 @@ def main():
     rows = {}
     for r in range(a.rounds):  # interleaved; each kind's samples and wall times summed over rounds
         for kind in kinds if r % 2 == 0 else kinds[::-1]:
-            wall, threads, parts = profile(a, kind)
-            old = rows.get(kind, (0.0, collections.Counter(), collections.Counter()))
-            rows[kind] = (old[0] + wall, old[1] + threads, old[2] + parts)
+            wall, *counts = profile(a, kind)
+            old = rows.get(kind, (0.0, collections.Counter(), collections.Counter(), collections.Counter()))
+            rows[kind] = (old[0] + wall, *(x + y for x, y in zip(old[1:], counts)))
     steps *= a.rounds
     # one sample in ms per batch-step: the model thread runs throughout the timed workload, so its samples span it
     ms = {k: rows[k][0] * 1000 / steps / max(1, rows[k][1]["model thread"]) for k in kinds}
@@ -204,6 +209,12 @@ def main():
     print(f"{'recording, model thr.':<22}" + "".join(f"{sum(rows[k][2][p] for p in own) * ms[k]:11.1f}" for k in kinds))
     print(f"{'samples (model)':<22}" + "".join(f"{rows[k][1]['model thread']:11d}" for k in kinds))
     print("(wall / plain compares separate processes, not interleaved runs: bench/store_bench.py measures the ratio)")
+    for k in kinds:  # where the recording's parts of the model thread are spent
+        top = [(part, frame, n) for (part, frame), n in rows[k][3].most_common() if part in own][:a.top]
+        if top:
+            print(f"\n{k}: the model thread's busiest recording frames (ms per batch-step)")
+            for part, frame, n in top:
+                print(f"   {n * ms[k]:7.1f}  {part:<11} {frame}")
     #     shutil.rmtree(a.dir, ignore_errors=True)
 
 

@@ -63,6 +63,9 @@ def test_record_profile_attributes_each_sample_to_its_thread_and_part(tmp_path):
     ]
     raw = tmp_path / "full.raw"
     raw.write_text("\n".join(lines) + "\n")
-    threads, parts = record_profile.summarise(raw)
+    threads, parts, frames = record_profile.summarise(raw)
     assert threads == {"model thread": 21, "writer thread": 6, "I/O thread": 8}
     assert parts == {"model": 7, "tracer": 3, "statistics": 5, "dit-lens": 2, "waiting": 4}
+    assert frames[("statistics", "_sums (dit_lens/_stats.py:75)")] == 5  # the frame that decided each part
+    assert frames[("dit-lens", "collect (dit_lens/_collect.py:31)")] == 2
+    assert frames[("waiting", "put (dit_lens/_handoff.py:45)")] == 4
