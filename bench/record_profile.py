@@ -199,7 +199,8 @@ def main():
     ms = {k: rows[k][0] * 1000 / steps / max(1, rows[k][1]["model thread"]) for k in kinds}
     print(f"\n{'ms per batch-step':<22}" + "".join(f"{k:>11}" for k in kinds))
     print(f"{'wall':<22}" + "".join(f"{rows[k][0] * 1000 / steps:11.1f}" for k in kinds))
-    print(f"{'  / plain':<22}" + "".join(f"{rows[k][0] / rows[kinds[0]][0]:10.3f}x" for k in kinds))
+    if "plain" in rows:
+        print(f"{'  / plain':<22}" + "".join(f"{rows[k][0] / rows['plain'][0]:10.3f}x" for k in kinds))
     for t in THREADS:
         print(f"{t:<22}" + "".join(f"{rows[k][1][t] * ms[k]:11.1f}" for k in kinds))
         if t == "model thread":
@@ -208,14 +209,14 @@ def main():
     own = ("statistics", "hand-off", "waiting", "dit-lens", "tracer")
     print(f"{'recording, model thr.':<22}" + "".join(f"{sum(rows[k][2][p] for p in own) * ms[k]:11.1f}" for k in kinds))
     print(f"{'samples (model)':<22}" + "".join(f"{rows[k][1]['model thread']:11d}" for k in kinds))
-    print("(wall / plain compares separate processes, not interleaved runs: bench/store_bench.py measures the ratio)")
+    print("(kinds ran in separate processes, not interleaved runs: bench/store_bench.py measures ratios to plain)")
     for k in kinds:  # where the recording's parts of the model thread are spent
         top = [(part, frame, n) for (part, frame), n in rows[k][3].most_common() if part in own][:a.top]
         if top:
             print(f"\n{k}: the model thread's busiest recording frames (ms per batch-step)")
             for part, frame, n in top:
                 print(f"   {n * ms[k]:7.1f}  {part:<11} {frame}")
-    #     shutil.rmtree(a.dir, ignore_errors=True)
+    shutil.rmtree(a.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

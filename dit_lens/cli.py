@@ -25,17 +25,6 @@ from .errors import ArgumentError, DitLensError
 __all__ = ["main"]
 
 
-def _at_least_one(text: str) -> int:
-    """argparse's type for a count of threads: a whole number >= 1, refused before any model loads."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
-    return n
-
-
 def _model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="tiny",
                    help='a registered model spec ("tiny": the embedded model), a save_pretrained folder, or a hub id')
@@ -108,7 +97,7 @@ def _record(a) -> int:
     import math
 
     from .lens import Lens
-    from ._checks import seconds
+    from ._checks import seconds, whole
     from .record import _bounded, record
 
     prompts = list(a.prompts)
@@ -121,6 +110,7 @@ def _record(a) -> int:
         raise ArgumentError(f"--guidance-scale {a.guidance_scale}: expected a finite number")
     opts = _options(a.storage_options)
     seconds("--storage-timeout", a.storage_timeout)
+    whole("--write-threads", a.write_threads)
     with _bounded(a.storage_timeout):
         before = _complete_samples(a.store, opts)  # checked before the model loads
     if before is not None and not a.resume:
@@ -277,7 +267,7 @@ def main(argv=None) -> int:
                    help="the activation values' lossless codec: 'lz4' (Blosc LZ4 + bit-shuffle) or 'none' (stored "
                         "uncompressed: more bytes, less CPU beside the model); default lz4 for a new store, the "
                         "store's own with --resume")
-    r.add_argument("--write-threads", type=_at_least_one, default=1,
+    r.add_argument("--write-threads", type=int, default=1,
                    help="threads that encode chunks and write a local disk's files at once (default 1; more pays "
                         "only where cores are idle, e.g. a GPU model's full recording)")
     r.add_argument("--remote", choices=["on", "local"], default=None,

@@ -131,8 +131,8 @@ class ChunkWriter:
 
     def _put_many(self, keys: list, datas: list) -> None:
         """Store the chunks: on object storage their requests run concurrently, on a local disk this thread writes
-        their files in turn. The checksums are taken here, on the I/O thread, while the caller encodes the next
-        chunks."""
+        their files in turn (or the pool's threads at once). The checksums are taken here, on the I/O thread, while
+        the caller encodes the next chunks."""
         sums = [crc32c(d) for d in datas] if self.checksum else [b""] * len(datas)
         if self._root is not None:  # the checksum written after the chunk's bytes, not appended to a copy of them
             if self._pool is not None and len(keys) > 1:
