@@ -15,7 +15,7 @@ With ``--group-mb 16,2,1`` it then runs interleaved rounds with the reducer's bu
 holds a step's six values; 1 MB one value) and prints the statistics' share for each.
 
 ``--mode full`` records the activations too and splits the recording's own work by thread, per step:
-  model thread   host       the tensor's numpy view as the store keeps it (``_host``)
+  model thread   host       the value's host copy as the store keeps it (``HostCopies.take``)
                  check      the value's shape against the store's layout (``_check_shape``)
                  queue      handing the value to the writer thread (``WriterThread.put``; waits when it is full)
   writer thread  assemble   a layer group's block from its values (``StoreWriter.data``, less its encode)
@@ -72,7 +72,9 @@ def _instrument(acc: dict) -> None:
     timed(writer, "create", "template")
     import dit_lens.store._chunks as chunks
 
-    for owner, attr, part in ((rec, "_host", "host"), (rec, "_check_shape", "check"),
+    from dit_lens._host_copy import HostCopies
+
+    for owner, attr, part in ((HostCopies, "take", "host"), (rec, "_check_shape", "check"),
                               (rec.WriterThread, "put", "queue"), (writer.StoreWriter, "data", "assemble"),
                               (chunks.ChunkWriter, "write_many", "encode"), (writer.StoreWriter, "flush", "flags"),
                               (chunks.ChunkWriter, "_put_many", "store")):
@@ -171,6 +173,7 @@ def _full(a, url, acc, n_steps) -> None:
     import sys
 
     from dit_lens import _collect, _samples
+    from dit_lens._host_copy import HostCopies
     from dit_lens._stats import StepReducer
     from dit_lens.record import _batch_embeds
 
@@ -195,7 +198,7 @@ def _full(a, url, acc, n_steps) -> None:
         return time.perf_counter() - t
 
     def traced(read: bool, copy: bool) -> float:
-        keep, reducer = set(range(a.steps)), StepReducer(len(names))
+        keep, reducer, copies = set(range(a.steps)), StepReducer(len(names)), HostCopies()
         t = time.perf_counter()
         for b in batches:
             text, extra = args(b)
@@ -205,7 +208,7 @@ def _full(a, url, acc, n_steps) -> None:
                 for step in run.steps():
                     if read:
                         _collect.collect(run, step, names, "cond", keep, None, not copy, reducer,
-                                         emit=(lambda n, v: None) if copy else None)
+                                         emit=(lambda n, v: copies.take(v)) if copy else None)
         return time.perf_counter() - t
 
     def once_full() -> float:

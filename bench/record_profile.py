@@ -7,7 +7,7 @@ thread; the recorder's writer thread; its chunk I/O thread; any other) and, on t
 frame that belongs to a known part:
 
     statistics   dit_lens/_stats*.py           per-channel reductions on the model's thread
-    hand-off     dit_lens/_handoff.py, record._host / _check_shape   the value to the writer's queue
+    hand-off     dit_lens/_handoff.py, host_array, record._check_shape   the value to the writer's queue
     waiting      a lock or a queue (the writer's queue full)
     dit-lens     the rest of dit_lens (reads by name, the step loop, the store's template and claims)
     tracer       nnsight (its hooks, envoys, interleaving, the traced block's compilation)
@@ -65,7 +65,7 @@ def _part(frames: list) -> tuple[str, str]:
         where = _file(frame)
         if "dit_lens/_stats" in where:
             return "statistics", frame
-        if "dit_lens/_handoff.py" in where or frame.startswith(("_host ", "_check_shape ")):
+        if "dit_lens/_handoff.py" in where or frame.startswith(("host_array ", "_check_shape ")):
             return "hand-off", frame
         if "diffusers/" in where or "transformers/" in where or "dit_lens/tiny/" in where:  # the tiny pipeline's
             return "model", frame

@@ -4,10 +4,10 @@ server, which has torch and numpy but no dit-lens (shipped by value, see ``_nnsi
     collect(run, step, names, cfg, keep, tok_index, stats_only, reducer, emit=None, check=None)
         -> None for another branch's call (sequential CFG), else (step index, timestep, statistics, values):
            statistics None for a step not kept. With ``emit`` (here): each value is handed to ``emit(name, value)``
-           as it is read, values is None and the statistics are the reducer's ``StepStats`` (the writer thread waits
-           for their copy). Without (on a server): values {name: CPU tensor} and the statistics already on the host,
-           ({name: (4, rows, channels)}, non-finite count, timestep) — plain objects, which the server's result
-           pickling can send without dit-lens
+           as it is read, where it lives (the caller takes it to the host), values is None and the statistics are
+           the reducer's ``StepStats`` (the writer thread waits for their copy). Without (on a server): values
+           {name: CPU tensor} and the statistics already on the host, ({name: (4, rows, channels)}, non-finite
+           count, timestep) — plain objects, which the server's result pickling can send without dit-lens
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ def collect(run, step, names, cfg, keep, tok_index, stats_only, reducer, emit=No
             h = h[:, tok_index.to(h.device)]
         reducer.add(name, h)  # reduced where h lives: only per-channel numbers leave the device (or the server)
         if not stats_only:
-            value = h.detach().to("cpu", copy=True)
             if emit is not None:
-                emit(name, value)  # here: to the writer at once, so a step's values are never all held
+                emit(name, h)  # here: to the host and the writer at once, so a step's values are never all held
             else:
-                values[name] = value
+                values[name] = h.detach().to("cpu", copy=True)
     stats = reducer.finish(step.timestep)
     if emit is None:
         return step.index, t, stats.get(), (values if values else None)

@@ -19,6 +19,7 @@ import threading
 import time
 
 from . import _samples
+from ._host_copy import PendingCopy, on_host
 from .errors import StoreError, StoreTimeoutError
 
 __all__ = ["WriterThread", "Rows", "OnHost"]
@@ -28,7 +29,8 @@ _STOP = object()
 
 class WriterThread(threading.Thread):
     """Hands queued messages to a StoreWriter on its own thread: the model thread never waits on compression or
-    storage, only on the bounded queue. A step's statistics are taken off the device here (``StepStats.get``)."""
+    storage, only on the bounded queue. A step's statistics and a GPU value's host copy are waited for here
+    (``StepStats.get``, ``PendingCopy.get``)."""
 
     def __init__(self, writer, maxsize: int, timeout: float | None):
         super().__init__(daemon=True, name="dit-lens-writer")
@@ -75,6 +77,9 @@ class WriterThread(threading.Thread):
                 if kind == "commit":
                     samples, step, step_stats = args
                     w.commit(samples, step, *step_stats.get())
+                elif kind == "data":  # a GPU value's copy to the host may still be under way: waited for here
+                    samples, step, name, value = args
+                    w.data(samples, step, name, on_host(value))
                 else:
                     getattr(w, kind)(*args)
             kind = "close"
@@ -114,7 +119,7 @@ class Rows:
         kind, _, *rest = item
         if kind == "data":
             index, name, value = rest
-            rest = [index, name, value[self.rows]]
+            rest = [index, name, value.rows(self.rows) if isinstance(value, PendingCopy) else value[self.rows]]
         elif kind == "commit":
             rest = [rest[0], RowsOf(rest[1], self.rows)]
         elif kind == "image":

@@ -26,6 +26,7 @@ from . import __version__, _samples
 from ._checks import index as _index
 from ._checks import seconds, whole
 from ._handoff import OnHost, Rows, WriterThread
+from ._host_copy import HostCopies, host_array
 from .errors import ArgumentError, OutOfRangeError, RunError, StoreTimeoutError
 
 __all__ = ["record", "record_distributed"]
@@ -246,6 +247,7 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
     tok_index = None if img_tokens is None else torch.tensor(img_tokens)
     names = layout.names
     reducer = StepReducer(len(names))  # its host buffers are reused at every step
+    copies = HostCopies()  # each value to host memory (from a GPU: without stopping the model's stream)
     if "prompt_embeds" in kwargs:  # an embeddings-driven pipeline: prompts are labels, embeds rows are samples
         kwargs = _batch_embeds(kwargs, batch, len(layout.prompts))
         prompts = None
@@ -262,7 +264,7 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
         index, t, stats, values = item
         for name, value in (values or {}).items():
             _check_shape(layout, name, value, index, selected=True)
-            thread.put(("data", batch, index, name, _host(value)))
+            thread.put(("data", batch, index, name, host_array(value)))
         if stats is not None:
             thread.put(("commit", batch, index, OnHost(*stats) if shipped else stats))
         bar.update(len(batch) if keep is None else len(keep))
@@ -270,7 +272,7 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
 
     def take(run, step, seen) -> None:  # one transformer call, here: its values go to the writer as they are read
         deliver(_collect.collect(run, step, names, cfg, keep_steps, tok_index, stats_only, reducer,
-                                 emit=lambda name, v: thread.put(("data", batch, step.index, name, _host(v))),
+                                 emit=lambda name, h: thread.put(("data", batch, step.index, name, copies.take(h))),
                                  check=lambda name, h: _check_shape(layout, name, h, step.index)), seen)
 
     if remote:  # the server runs the block and sends back what it collected: statistics, and values unless stats_only
@@ -308,13 +310,6 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
     if images is not None:  # before the flags: a sample flagged complete has its image
         thread.put(("image", batch, images))
     thread.put(("flush", batch))
-
-
-def _host(value) -> np.ndarray:
-    """A CPU tensor as the store keeps it: bf16 as its raw 16-bit words, other dtypes as they are."""
-    import torch
-
-    return value.view(torch.int16).numpy().view(np.uint16) if value.dtype == torch.bfloat16 else value.numpy()
 
 
 def _check_shape(layout, name: str, h, step: int, selected: bool = False) -> None:
