@@ -9,7 +9,7 @@
     python bench/store_bench.py [--gb 2.0] [--prompts 32] [--batch 8] [--steps 20] [--repeats 3]
                                 [--dir /tmp/dit-lens-bench] [--only recording|writes|reductions]
                                 [--model tiny|flux|flux-dev] [--device cpu|cuda]
-                                [--kinds plain,full,full-none,stats,empty]
+                                [--kinds plain,full,full-none,stats,empty] [--names PATTERN|A,B,...]
 
 Recording variants run interleaved (forwards, then backwards in the next round) after a one-batch warm-up of each;
 besides the ratio of median times it prints the median of each run's ratio to the plain run of its round, with a
@@ -108,14 +108,24 @@ def _embedded(pipe, kw, n_prompts, device, label):
     return lens, [f"prompt {i}" for i in range(n_prompts)], plain, kw, label
 
 
+def _value_bytes(url) -> int:
+    """Bytes of the recorded activation values in a store (uncompressed): what was copied off the model."""
+    import zarr
+
+    g = zarr.open_group(str(url), mode="r")
+    return sum(int(np.prod(a.shape)) * a.dtype.itemsize for name, a in g.arrays()
+               if a.ndim == 5 and not name.endswith(".stats"))
+
+
 def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, batch: int, device: str = "cpu",
-              kinds=("plain", "full", "stats", "empty"), write_threads: int = 1) -> None:
+              kinds=("plain", "full", "stats", "empty"), write_threads: int = 1,
+              names="*.*.img.resid_post") -> None:
     from dit_lens.record import record
 
     build = {"tiny": _tiny, "flux": _flux, "flux-dev": _flux_dev}[model]
     lens, prompts, plain_batch, kw, label = build(n_prompts, batch, device)
     batches = [list(range(i, min(i + batch, n_prompts))) for i in range(0, n_prompts, batch)]
-    names = "*.*.img.resid_post"
+    names = lens.names(names)  # checked before any run
 
     def plain(warm=False):  # the same batches the recorder runs
         for b in batches[:1] if warm else batches:
@@ -165,7 +175,7 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
     t = {k: statistics.median(v) for k, v in times.items()}
     where = "CPU" if device == "cpu" else torch.cuda.get_device_name(device) if device.startswith("cuda") else device
     print(f"\n1. recording ({n_prompts} prompts in batches of {batch} x {steps} steps, {label}, on {where}, "
-          f"{len(lens.names(names))} image-stream names, interleaved, median of {repeats})")
+          f"{len(names)} names, interleaved, median of {repeats})")
     for k, v in t.items():
         print(f"   {k:<6} {v:7.2f} s   (each run: {' '.join(f'{x:.2f}' for x in times[k])})")
 
@@ -180,6 +190,10 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
         print(f"   full/plain  {t['full'] / t['plain']:.3f}x  {paired('full')}  (goal <= 1.25)   "
               f"store {size / 1e6:.1f} MB; then flushing it to disk (os.sync, untimed above) took "
               f"{statistics.median(flushes['full']):.2f} s")
+        raw = _value_bytes(root / "full.zarr")  # what crossed to host memory: compare bench/d2h_bench.py's loop
+        added = t["full"] - t["plain"]
+        print(f"   values taken to host memory {raw / 1e9:.2f} GB in {added:.2f} s more than plain: "
+              f"{raw / added / 1e9 if added > 0 else float('inf'):.2f} GB per added second")
     if "full-none" in t:
         size = sum(p.stat().st_size for p in (root / "full-none.zarr").rglob("*") if p.is_file())
         print(f"   full-none/plain  {t['full-none'] / t['plain']:.3f}x  {paired('full-none')}  (compression='none')"
@@ -417,6 +431,8 @@ def main():
     p.add_argument("--kinds", default="plain,full,stats,empty",
                    help="the recording part's variants, comma-separated (plain is always run; full-none: full with "
                         "compression='none')")
+    p.add_argument("--names", default="*.*.img.resid_post", help="the recorded names: a pattern or a comma-separated "
+                   "list (e.g. 4 names of Flux.1-dev at real size on a GPU)")
     p.add_argument("--write-threads", type=int, default=1, help="the recordings' write_threads (chunks encoded and "
                    "files written at once)")
     a = p.parse_args()
@@ -428,7 +444,8 @@ def main():
     root.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if a.only in (None, "recording"):
-        recording(root, a.model, a.prompts, a.steps, a.repeats, a.batch, a.device, kinds, a.write_threads)
+        recording(root, a.model, a.prompts, a.steps, a.repeats, a.batch, a.device, kinds, a.write_threads,
+                  a.names.split(",") if "," in a.names else a.names)
     if a.only in (None, "writes"):
         writes(root, a.write_mb)
         local_paths(root, min(a.write_mb, 192))

@@ -69,3 +69,14 @@ def test_record_profile_attributes_each_sample_to_its_thread_and_part(tmp_path):
     assert frames[("statistics", "_sums (dit_lens/_stats.py:75)")] == 5  # the frame that decided each part
     assert frames[("dit-lens", "collect (dit_lens/_collect.py:31)")] == 2
     assert frames[("waiting", "put (dit_lens/_handoff.py:45)")] == 4
+
+
+def test_d2h_bench_runs_every_copy_mode_on_small_values():
+    """The device-to-host benchmark (its numbers are a GPU's) runs on the CPU with small values and prints each
+    copy mode's bandwidth and what each adds beside compute."""
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "d2h_bench.py"), "--device", "cpu", "--shape",
+                          "1,64,32", "--values", "6", "--rounds", "2", "--queue", "2", "--blocks", "2", "--width",
+                          "32"], check=True, capture_output=True, text=True).stdout
+    for line in ("pinned loop", "blocking", "recorder", "compute + blocking", "compute + recorder"):
+        assert f"   {line}" in out
+    assert "6 values of (1, 64, 32) bf16" in out
