@@ -17,7 +17,8 @@ distribution-free 95% confidence interval (order statistics), since single runs 
 
 ``--model flux-dev`` is a random-weight transformer of Flux.1-dev's size (19 + 38 blocks, width 3072, bf16) at
 1024 x 1024 (4096 image tokens, 512 text tokens): it needs a GPU (``--device cuda``, ~24 GB), and its full
-recording writes 1.4 GB per step, so ``--kinds plain,stats,empty`` is the useful choice there.
+recording of every image-stream name writes 1.4 GB per step: record a few (``--names A,B,C,D``) or choose ``--kinds
+plain,stats,empty`` there (``bench/gpu_record.sh`` runs the prepared GPU set).
 """
 
 from __future__ import annotations
@@ -192,8 +193,8 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
               f"{statistics.median(flushes['full']):.2f} s")
         raw = _value_bytes(root / "full.zarr")  # what crossed to host memory: compare bench/d2h_bench.py's loop
         added = t["full"] - t["plain"]
-        print(f"   values taken to host memory {raw / 1e9:.2f} GB in {added:.2f} s more than plain: "
-              f"{raw / added / 1e9 if added > 0 else float('inf'):.2f} GB per added second")
+        rate = f"{raw / added / 1e9:.2f} GB per added second" if added > 0 else "no time added (within the spread)"
+        print(f"   values taken to host memory {raw / 1e9:.2f} GB in {added:.2f} s more than plain: {rate}")
     if "full-none" in t:
         size = sum(p.stat().st_size for p in (root / "full-none.zarr").rglob("*") if p.is_file())
         print(f"   full-none/plain  {t['full-none'] / t['plain']:.3f}x  {paired('full-none')}  (compression='none')"

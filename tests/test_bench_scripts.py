@@ -80,3 +80,11 @@ def test_d2h_bench_runs_every_copy_mode_on_small_values():
     for line in ("pinned loop", "blocking", "recorder", "compute + blocking", "compute + recorder"):
         assert f"   {line}" in out
     assert "6 values of (1, 64, 32) bf16" in out
+
+
+def test_the_prepared_gpu_run_stops_at_once_without_a_gpu(tmp_path):
+    if __import__("torch").cuda.is_available():
+        return  # on a GPU it is the benchmark itself, minutes long
+    r = subprocess.run(["bash", str(ROOT / "bench" / "gpu_record.sh"), str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "needs a CUDA GPU" in (tmp_path / "gpu_record.log").read_text()
