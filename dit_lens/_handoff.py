@@ -19,7 +19,7 @@ import threading
 import time
 
 from . import _samples
-from ._host_copy import PendingCopy, on_host
+from ._host_copy import on_host
 from .errors import StoreError, StoreTimeoutError
 
 __all__ = ["WriterThread", "Rows", "OnHost"]
@@ -119,7 +119,7 @@ class Rows:
         kind, _, *rest = item
         if kind == "data":
             index, name, value = rest
-            rest = [index, name, value.rows(self.rows) if isinstance(value, PendingCopy) else value[self.rows]]
+            rest = [index, name, value[self.rows]]  # a host array or a PendingCopy, cut alike
         elif kind == "commit":
             rest = [rest[0], RowsOf(rest[1], self.rows)]
         elif kind == "image":

@@ -37,7 +37,8 @@ def on_host(value) -> np.ndarray:
 
 class PendingCopy:
     """A CUDA value on its way to pinned host memory: ``get()`` waits for the copy (the writer's thread yields the
-    CPU meanwhile: a blocking-sync event) and returns the host array; ``rows(r)`` the same for some rows."""
+    CPU meanwhile: a blocking-sync event) and returns the host array; ``p[rows]`` the same for some rows (cut as a
+    host array is cut, once the copy has landed)."""
 
     __slots__ = ("_buf", "_done", "_rows", "shape", "dtype")
 
@@ -46,7 +47,7 @@ class PendingCopy:
         self.shape = tuple(buf.shape) if rows is None else (len(rows), *buf.shape[1:])
         self.dtype = buf.dtype
 
-    def rows(self, rows: list) -> "PendingCopy":
+    def __getitem__(self, rows: list) -> "PendingCopy":
         return PendingCopy(self._buf, self._done, list(rows))
 
     def get(self) -> np.ndarray:

@@ -44,7 +44,7 @@ def test_a_pending_copy_is_read_only_once_it_landed():
     p, done = pending(value)
     assert p.shape == (2, 3, 4) and p.dtype == torch.bfloat16
     assert np.array_equal(on_host(p), host_array(value)) and done.waited == 1
-    rows = p.rows([1])
+    rows = p[[1]]
     assert rows.shape == (1, 3, 4)
     assert np.array_equal(rows.get(), host_array(value)[[1]])
     a = np.ones(3)
