@@ -8,16 +8,15 @@ interleaved rounds of:
                 before ``dit_lens._host_copy``)
   recorder      ``HostCopies.take`` per value and the writer's ``get()`` (here on this thread, at most ``--queue``
                 values in flight, as the writer's bounded queue allows)
-and, with ``--blocks k`` (default 8), the same beside a model's work: k matmuls of ``--width`` standing in for a
-step's blocks, one value taken after each block: compute alone, compute + blocking copies, compute + the recorder's
-copies. Prints bytes per second of each and the recorder's share of the pinned loop's bandwidth (#23's goal: >= 70%),
+and the same beside a model's work (unless ``--no-compute``): one matmul of ``--width`` standing in for a block
+before each value is taken: compute alone, compute + blocking copies, compute + the recorder's copies. Prints bytes per second of each and the recorder's share of the pinned loop's bandwidth (#23's goal: >= 70%),
 and the time each copy mode adds to the compute.
 
 On a CPU the "pinned" buffers are plain memory and the recorder copies at once: the script runs (and is tested)
 there, but the numbers that matter are a GPU's: ``python bench/d2h_bench.py --device cuda``.
 
     python bench/d2h_bench.py [--device cuda] [--shape 1,4096,3072] [--dtype bf16] [--values 64] [--rounds 5]
-                              [--queue 16] [--blocks 8] [--width 8192]
+                              [--queue 16] [--no-compute] [--width 8192]
 """
 
 from __future__ import annotations
@@ -31,16 +30,14 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from store_bench import _sync  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def _sync(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def variants(values: list, device, queue: int, blocks: int, width: int) -> dict:
+def variants(values: list, device, queue: int, compute: bool, width: int) -> dict:
     """{name: fn() -> seconds} over ``values`` (device tensors)."""
     from collections import deque
 
@@ -51,10 +48,10 @@ def variants(values: list, device, queue: int, blocks: int, width: int) -> dict:
 
     def timed(fn):
         def run():
-            _sync(device)
+            _sync(device.type)
             t = time.perf_counter()
             fn()
-            _sync(device)
+            _sync(device.type)
             return time.perf_counter() - t
         return run
 
@@ -78,16 +75,14 @@ def variants(values: list, device, queue: int, blocks: int, width: int) -> dict:
             on_host(flight.popleft())
 
     out = {"pinned loop": timed(pinned_loop), "blocking": timed(blocking), "recorder": timed(recorder)}
-    if blocks:
+    if compute:
         w = torch.randn(width, width, device=device, dtype=values[0].dtype) / width ** 0.5
-        x = torch.randn(width, width, device=device, dtype=values[0].dtype)
-        state = {"n": 0}
+        state = {"x": torch.randn(width, width, device=device, dtype=values[0].dtype)}
 
-        def block():  # one stand-in block per value; a step is ``blocks`` of them
-            state["x"] = state.get("x", x) @ w
-            state["n"] += 1
+        def block():  # one stand-in block per value
+            state["x"] = state["x"] @ w
 
-        def compute():
+        def compute_only():
             for _ in values:
                 block()
 
@@ -96,7 +91,7 @@ def variants(values: list, device, queue: int, blocks: int, width: int) -> dict:
                 block()
                 v.to("cpu", copy=True)
 
-        out.update({"compute": timed(compute), "compute + blocking": timed(compute_blocking),
+        out.update({"compute": timed(compute_only), "compute + blocking": timed(compute_blocking),
                     "compute + recorder": timed(lambda: recorder(block))})
     return out
 
@@ -109,7 +104,7 @@ def main():
     p.add_argument("--values", type=int, default=64)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--queue", type=int, default=16, help="values in flight at most (record's queue_size)")
-    p.add_argument("--blocks", type=int, default=8, help="0: no compute variants")
+    p.add_argument("--no-compute", action="store_true", help="the copies alone, no stand-in blocks beside them")
     p.add_argument("--width", type=int, default=8192, help="the stand-in block's square matmul")
     a = p.parse_args()
     device = torch.device(a.device)
@@ -117,7 +112,7 @@ def main():
     g = torch.Generator(device=device).manual_seed(0)
     values = [torch.randn(shape, generator=g, device=device).mul_(1e3).to(DTYPES[a.dtype]) for _ in range(a.values)]
     nbytes = sum(v.numel() * v.element_size() for v in values)
-    fns = variants(values, device, a.queue, a.blocks, a.width)
+    fns = variants(values, device, a.queue, not a.no_compute, a.width)
     for fn in fns.values():  # warm-up: pinned buffers, the side stream, kernels
         fn()
     times = {k: [] for k in fns}

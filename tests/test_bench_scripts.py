@@ -75,7 +75,7 @@ def test_d2h_bench_runs_every_copy_mode_on_small_values():
     """The device-to-host benchmark (its numbers are a GPU's) runs on the CPU with small values and prints each
     copy mode's bandwidth and what each adds beside compute."""
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "d2h_bench.py"), "--device", "cpu", "--shape",
-                          "1,64,32", "--values", "6", "--rounds", "2", "--queue", "2", "--blocks", "2", "--width",
+                          "1,64,32", "--values", "6", "--rounds", "2", "--queue", "2", "--width",
                           "32"], check=True, capture_output=True, text=True).stdout
     for line in ("pinned loop", "blocking", "recorder", "compute + blocking", "compute + recorder"):
         assert f"   {line}" in out
