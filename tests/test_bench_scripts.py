@@ -88,3 +88,18 @@ def test_the_prepared_gpu_run_stops_at_once_without_a_gpu(tmp_path):
     r = subprocess.run(["bash", str(ROOT / "bench" / "gpu_record.sh"), str(tmp_path)], capture_output=True, text=True)
     assert r.returncode != 0
     assert "needs a CUDA GPU" in (tmp_path / "gpu_record.log").read_text()
+
+
+def test_the_prepared_gpu_run_checks_every_command_on_the_cpu(tmp_path):
+    """``gpu_record.sh --check``: the GPU run's commands at toy sizes (Flux.1-dev's depth at width 64, so its four
+    names resolve), so a GPU session does not spend its minutes finding a broken command."""
+    r = subprocess.run(["bash", str(ROOT / "bench" / "gpu_record.sh"), "--check", str(tmp_path)], capture_output=True,
+                       text=True)
+    log = (tmp_path / "gpu_record_check.log").read_text()
+    assert r.returncode == 0, log[-3000:]
+    assert "recorder" in log and "of the pinned loop" in log  # d2h_bench
+    dev = [part for part in log.split("1. recording")[1:] if "Flux.1-dev's depth" in part]
+    assert len(dev) == 2 and all("4 names" in part and "values taken to host memory" in part for part in dev)
+    assert "random Flux, 1024 image tokens" in log and "tiny model" in log
+    assert log.count("stats/plain") == 4
+    assert not (tmp_path / "stores").exists()  # each benchmark removes its stores

@@ -1,7 +1,8 @@
 """Random-weight models of real sizes for benchmarks.
 
     medium_flux(batch, size)   a Flux of moderate size (width 384, 4 + 8 blocks) for CPU benchmarks
-    flux_dev(batch, device)    a transformer of Flux.1-dev's configuration in bf16 at 1024 x 1024 (GPU benchmarks)
+    flux_dev(batch, device, shrink)   a transformer of Flux.1-dev's configuration in bf16 at 1024 x 1024 (GPU
+                                      benchmarks); ``shrink``: its depth at width 64, for checking scripts on a CPU
 """
 
 from __future__ import annotations
@@ -28,18 +29,26 @@ def medium_flux(batch=4, size=256):
     return pipe, kw
 
 
-def flux_dev(batch=2, device="cuda"):
+def flux_dev(batch=2, device="cuda", shrink=False):
     """A random-weight transformer of Flux.1-dev's configuration (19 + 38 blocks, width 3072) in bf16 at
     1024 x 1024 (4096 image tokens, 512 text tokens), built on ``device`` directly; no VAE (latents out),
-    embeddings in (one row per sample). About 24 GB: a GPU's work."""
+    embeddings in (one row per sample). About 24 GB: a GPU's work. ``shrink``: the same depth (so the same names
+    resolve) at width 64, 128 x 128 (64 image tokens) and 8 text tokens, in seconds on a CPU: for checking a
+    benchmark script before a GPU runs it."""
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
+    cfg = dict(guidance_embeds=True)
+    size, text, width, pooled = 1024, 512, 4096, 768
+    if shrink:
+        cfg.update(num_attention_heads=4, attention_head_dim=16, axes_dims_rope=[4, 6, 6], joint_attention_dim=32,
+                   pooled_projection_dim=32)
+        size, text, width, pooled = 128, 8, 32, 32
     torch.manual_seed(0)
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
     try:
         with torch.device(device):
-            tr = FluxTransformer2DModel(guidance_embeds=True).eval()
+            tr = FluxTransformer2DModel(**cfg).eval()
     finally:
         torch.set_default_dtype(default)
     pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True,
@@ -47,7 +56,7 @@ def flux_dev(batch=2, device="cuda"):
                         vae=None, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
                         transformer=tr)
     g = torch.Generator().manual_seed(0)
-    kw = dict(prompt_embeds=torch.randn(batch, 512, 4096, generator=g).to(torch.bfloat16),
-              pooled_prompt_embeds=torch.randn(batch, 768, generator=g).to(torch.bfloat16),
-              height=1024, width=1024, output_type="latent", guidance_scale=3.5)
+    kw = dict(prompt_embeds=torch.randn(batch, text, width, generator=g).to(torch.bfloat16),
+              pooled_prompt_embeds=torch.randn(batch, pooled, generator=g).to(torch.bfloat16),
+              height=size, width=size, output_type="latent", guidance_scale=3.5)
     return pipe, kw
