@@ -103,3 +103,16 @@ def test_the_prepared_gpu_run_checks_every_command_on_the_cpu(tmp_path):
     assert "random Flux, 1024 image tokens" in log and "tiny model" in log
     assert log.count("stats/plain") == 4
     assert not (tmp_path / "stores").exists()  # each benchmark removes its stores
+
+
+def test_record_floor_replays_each_part_and_sets_the_recordings_against_it(tmp_path):
+    """The floor benchmark at smoke scale: each part of a full recording's work replayed alone, the floor's bounds,
+    and the measured recordings' extra CPU beside it."""
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "record_floor.py"), "--prompts", "2", "--steps", "2",
+                          "--repeats", "1", "--dir", str(tmp_path / "floor")], check=True, capture_output=True,
+                         text=True).stdout
+    for part in ("host copies", "statistics", "store: chunks, encode, checksums, files, flags"):
+        assert f"   {part} " in out
+    assert out.count(" floor ") == 2 and "cores busy" in out
+    assert "stats  paired" in out and "full   paired" in out and "the floor's" in out
+    assert not (tmp_path / "floor").exists()
