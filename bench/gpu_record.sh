@@ -8,7 +8,7 @@
 # Needs dit-lens and its dependencies importable by python3 (a bare device machine: carried wheels) and a CUDA GPU.
 #     bash bench/gpu_record.sh [out-dir]          (the log is written there too; default /tmp/dit-lens-gpu)
 #     bash bench/gpu_record.sh --check [out-dir]  every command at toy sizes on the CPU (Flux.1-dev's depth at width
-#                                                 64; ~2 minutes on 2 cores): a check of the script, no numbers
+#                                                 64; about 40 s on 2 cores): a check of the script, no numbers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 check=0

@@ -38,11 +38,11 @@ def flux_dev(batch=2, device="cuda", shrink=False):
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
     cfg = dict(guidance_embeds=True)
-    size, text, width, pooled = 1024, 512, 4096, 768
+    size, text, text_dim, pooled = 1024, 512, 4096, 768
     if shrink:
         cfg.update(num_attention_heads=4, attention_head_dim=16, axes_dims_rope=[4, 6, 6], joint_attention_dim=32,
                    pooled_projection_dim=32)
-        size, text, width, pooled = 128, 8, 32, 32
+        size, text, text_dim, pooled = 128, 8, 32, 32
     torch.manual_seed(0)
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)
@@ -56,7 +56,7 @@ def flux_dev(batch=2, device="cuda", shrink=False):
                         vae=None, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
                         transformer=tr)
     g = torch.Generator().manual_seed(0)
-    kw = dict(prompt_embeds=torch.randn(batch, text, width, generator=g).to(torch.bfloat16),
+    kw = dict(prompt_embeds=torch.randn(batch, text, text_dim, generator=g).to(torch.bfloat16),
               pooled_prompt_embeds=torch.randn(batch, pooled, generator=g).to(torch.bfloat16),
               height=size, width=size, output_type="latent", guidance_scale=3.5)
     return pipe, kw
