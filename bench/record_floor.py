@@ -6,7 +6,9 @@ statistics and flags). This script records one batch to get real values and the 
 work alone, phase by phase, with the recorder's own code on the same values — ``HostCopies.take``, ``StepReducer``,
 ``StoreWriter.data`` / ``commit`` / ``flush`` / ``close`` into a fresh store — and times each phase's CPU (all
 threads) and wall per batch-step. Beside it, interleaved: plain generation of the same batch, stats-only and full
-recordings, wall and process CPU, so the recordings' extra CPU in place can be set against the floor's.
+recordings, wall and process CPU, so the recordings' extra CPU in place can be set against the floor's. The store's
+phase is also replayed with its chunk files written through the page cache (the store writes them past it, with
+O_DIRECT, where the filesystem allows), for comparison.
 
 Where plain generation already keeps every core busy, W ms of added CPU per step costs between W / cores ms of wall
 (shared perfectly) and W ms (serial; or an OpenMP team waiting for its slowest thread while another thread holds a
@@ -80,17 +82,26 @@ def replay(layout, steps, url: str, write_threads: int) -> dict:
             reducer.add(name, torch.from_numpy(v))
         stats.append(reducer.finish(torch.tensor(t)).get())
     out["statistics"] = _since(t0)
-    shutil.rmtree(url, ignore_errors=True)
-    writer = StoreWriter.create(url, layout, None, None, write_threads)  # the template: a fixed cost, not timed
-    t0 = _clock()
-    for (_, values), got, step in zip(steps, stats, layout.step_index):
-        for name, v in values.items():
-            writer.data(batch, step, name, v)
-        writer.commit(batch, step, *got)
-    writer.flush(batch)
-    writer.close()
-    out["store: chunks, encode, checksums, files, flags"] = _since(t0)
-    shutil.rmtree(url, ignore_errors=True)
+    from dit_lens.store import _files
+
+    direct = _files.DIRECT
+    for label, page_cache in (("store: chunks, encode, checksums, files, flags", False),
+                              ("  the same, files through the page cache", True)):
+        shutil.rmtree(url, ignore_errors=True)
+        _files.DIRECT = direct and not page_cache
+        try:
+            writer = StoreWriter.create(url, layout, None, None, write_threads)  # the template: fixed, not timed
+            t0 = _clock()
+            for (_, values), got, step in zip(steps, stats, layout.step_index):
+                for name, v in values.items():
+                    writer.data(batch, step, name, v)
+                writer.commit(batch, step, *got)
+            writer.flush(batch)
+            writer.close()
+            out[label] = _since(t0)
+        finally:
+            _files.DIRECT = direct
+        shutil.rmtree(url, ignore_errors=True)
     return out
 
 
@@ -150,6 +161,7 @@ def main():
         W[k] = statistics.median(c for _, c in v) / S * 1e3
         wall = statistics.median(w for w, _ in v) / S * 1e3
         print(f"   {k:<50} {W[k]:8.2f} {wall:8.2f} {W[k] / T:8.1%}")
+    W.pop("  the same, files through the page cache")  # shown beside the store's own way, not part of the floor
     for kind, work in (("full", sum(W.values())), ("stats", W["statistics"])):
         lo, hi = 1 + work / (cores * T), 1 + work / T
         print(f"   {kind + ' recording: W':<50} {work:8.2f}          {work / T:8.1%}   floor {lo:.3f}x-{hi:.3f}x")

@@ -9,7 +9,7 @@
     python bench/store_bench.py [--gb 2.0] [--prompts 32] [--batch 8] [--steps 20] [--repeats 3]
                                 [--dir /tmp/dit-lens-bench] [--only recording|writes|reductions]
                                 [--model tiny|flux|flux-dev] [--shrink] [--device cpu|cuda]
-                                [--kinds plain,full,full-none,stats,empty] [--names PATTERN|A,B,...]
+                                [--kinds plain,full,full-none,full-buffered,stats,empty] [--names PATTERN|A,B,...]
 
 Recording variants run interleaved (forwards, then backwards in the next round) after a one-batch warm-up of each;
 besides the ratio of median times it prints the median of each run's ratio to the plain run of its round, with a
@@ -152,10 +152,18 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
             if kind == "full-none":  # the values stored uncompressed
                 opts["compression"] = "none"
             samples = [] if kind == "empty" else batches[0] if warm else None
-            record(lens, url, prompts, samples=samples, **opts, **kw)
+            _files.DIRECT = direct and kind != "full-buffered"  # chunk files through the page cache, as before
+            try:
+                record(lens, url, prompts, samples=samples, **opts, **kw)
+            finally:
+                _files.DIRECT = direct
         return fn, clear
 
-    variants = {"plain": (plain, lambda: None), **{k: rec(k) for k in ("full", "full-none", "stats", "empty")}}
+    from dit_lens.store import _files
+
+    direct = _files.DIRECT
+    variants = {"plain": (plain, lambda: None), **{k: rec(k) for k in ("full", "full-none", "full-buffered", "stats",
+                                                                       "empty")}}
     variants = {k: v for k, v in variants.items() if k in kinds or k == "plain"}
 
     def flush():  # a run's written pages reach the disk before the next run starts, not during it
@@ -206,6 +214,9 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
         size = sum(p.stat().st_size for p in (root / "full-none.zarr").rglob("*") if p.is_file())
         print(f"   full-none/plain  {t['full-none'] / t['plain']:.3f}x  {paired('full-none')}  (compression='none')"
               f"   store {size / 1e6:.1f} MB")
+    if "full-buffered" in t:
+        print(f"   full-buffered/plain  {t['full-buffered'] / t['plain']:.3f}x  {paired('full-buffered')}  (chunk "
+              f"files through the page cache)")
     if "stats" in t:
         print(f"   stats/plain {t['stats'] / t['plain']:.3f}x  {paired('stats')}  (goal <= 1.03)")
     if "empty" in t:
@@ -440,14 +451,14 @@ def main():
     p.add_argument("--device", default="cpu", help="where the recording part's model runs (cpu, cuda)")
     p.add_argument("--kinds", default="plain,full,stats,empty",
                    help="the recording part's variants, comma-separated (plain is always run; full-none: full with "
-                        "compression='none')")
+                        "compression='none'; full-buffered: chunk files through the page cache, not O_DIRECT)")
     p.add_argument("--names", default="*.*.img.resid_post", help="the recorded names: a pattern or a comma-separated "
                    "list (e.g. 4 names of Flux.1-dev at real size on a GPU)")
     p.add_argument("--write-threads", type=int, default=1, help="the recordings' write_threads (chunks encoded and "
                    "files written at once)")
     a = p.parse_args()
     kinds = set(a.kinds.split(","))
-    known = {"plain", "full", "full-none", "stats", "empty"}
+    known = {"plain", "full", "full-none", "full-buffered", "stats", "empty"}
     if not kinds <= known:
         raise SystemExit(f"--kinds: unknown {sorted(kinds - known)}")
     root = Path(a.dir)

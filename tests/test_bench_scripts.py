@@ -111,7 +111,8 @@ def test_record_floor_replays_each_part_and_sets_the_recordings_against_it(tmp_p
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "record_floor.py"), "--prompts", "2", "--steps", "2",
                           "--repeats", "1", "--dir", str(tmp_path / "floor")], check=True, capture_output=True,
                          text=True).stdout
-    for part in ("host copies", "statistics", "store: chunks, encode, checksums, files, flags"):
+    for part in ("host copies", "statistics", "store: chunks, encode, checksums, files, flags",
+                 "  the same, files through the page cache"):
         assert f"   {part} " in out
     assert out.count(" floor ") == 2 and "cores busy" in out
     assert "stats  paired" in out and "full   paired" in out and "the floor's" in out

@@ -311,7 +311,7 @@ def test_a_chunk_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch, thr
 
     import zarr
 
-    from dit_lens.store import _chunks
+    from dit_lens.store import _chunks, _files
     from dit_lens.store.schema import compressors
 
     arr = zarr.create_array(str(tmp_path / "a.zarr"), shape=(2, 4), chunks=(1, 4), dtype="float32",
@@ -325,7 +325,7 @@ def test_a_chunk_file_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch, thr
     def no_rename(src, dst):  # the process dies between writing the temporary file and the rename
         raise OSError("Input/output error")
 
-    monkeypatch.setattr(_chunks.os, "replace", no_rename)
+    monkeypatch.setattr(_files.os, "replace", no_rename)
     w.write_many([((s, 0), np.full((1, 4), 7, np.float32)) for s in range(2)])
     with pytest.raises(OSError, match="Input/output error"):
         w.wait()

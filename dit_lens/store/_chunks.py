@@ -26,22 +26,21 @@ storing the previous ones (one I/O thread per writer, which stores each call's c
 ``pending`` at once: on object storage one round of requests instead of a round trip per chunk); callers ``wait()``
 before writing anything that vouches for the data. The bytes are exactly what zarr's own Blosc codec produces, so
 any zarr reader (``xarray.open_zarr`` included) decodes them. On a local disk (zarr's ``LocalStore``) the I/O
-thread writes each chunk itself, as zarr does — a temporary file beside it, then an atomic rename, so a killed
-writer leaves a chunk whole or as it was — without a round trip through zarr's event loop and a worker thread per
+thread writes each chunk itself (``_files``), as zarr does — a temporary file beside it, then an atomic rename, so
+a killed writer leaves a chunk whole or as it was — without a round trip through zarr's event loop and a worker thread per
 chunk (13-23% less CPU per chunk, encoding included, at the recorder's chunk sizes; bench/README.md).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
 from ..errors import ArgumentError, StoreTimeoutError
+from ._files import LocalFiles
 
 __all__ = ["ChunkWriter", "chunk_writer", "chunk_codecs", "crc32c", "bounded_sync"]
 
@@ -80,7 +79,7 @@ class ChunkWriter:
         self._max_pending = pending
         self.timeout = timeout
         self._root = _local_root(arr.store)  # a local disk's folder: chunks written directly; else None
-        self._folders: set[str] = set()  # folders known to exist (made once, not per chunk)
+        self._files = LocalFiles(self._root) if self._root is not None else None
         self._pool = pool  # a ThreadPoolExecutor shared by a store's writers (its owner shuts it down), or None
 
     def write_many(self, items) -> list:
@@ -136,13 +135,13 @@ class ChunkWriter:
         sums = [crc32c(d) for d in datas] if self.checksum else [b""] * len(datas)
         if self._root is not None:  # the checksum written after the chunk's bytes, not appended to a copy of them
             if self._pool is not None and len(keys) > 1:
-                futures = [self._pool.submit(self._put_file, k, d, tail) for k, d, tail in zip(keys, datas, sums)]
+                futures = [self._pool.submit(self._files.put, k, d, tail) for k, d, tail in zip(keys, datas, sums)]
                 wait(futures)  # all ended, then the first error
                 for f in futures:
                     f.result()
             else:
                 for k, d, tail in zip(keys, datas, sums):
-                    self._put_file(k, d, tail)
+                    self._files.put(k, d, tail)
             return
         datas = [d + tail for d, tail in zip(datas, sums)]  # a store call takes one buffer per chunk
 
@@ -153,28 +152,6 @@ class ChunkWriter:
         except TimeoutError:
             raise StoreTimeoutError(f"the store did not complete {len(keys)} chunk writes ({keys[0]}, ...) "
                                     f"within {self.timeout:g} s") from None
-
-    def _put_file(self, key: str, data: bytes, tail: bytes = b"") -> None:
-        """zarr LocalStore's write, without its event loop: the bytes (then ``tail``, the checksum) go to a temporary
-        file in the chunk's folder, which then replaces the chunk atomically (a crash leaves the old chunk or the new
-        one, never half of one)."""
-        path = os.path.join(self._root, key)
-        folder = os.path.dirname(path)
-        if folder not in self._folders:
-            os.makedirs(folder, exist_ok=True)
-            self._folders.add(folder)
-        tmp = f"{path}.{uuid.uuid4().hex}.partial"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)  # larger than the file's buffer: written from ``data`` itself, uncopied
-                f.write(tail)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
 
     def wait(self) -> None:
         while self._pending:
