@@ -83,3 +83,13 @@ def test_threads_writing_at_once_each_keep_their_own_bytes(tmp_path):
         list(pool.map(lambda kv: files.put(kv[0], kv[1], b"sum!"), chunks.items()))
     for key, data in chunks.items():
         assert (tmp_path / key).read_bytes() == data + b"sum!"
+
+
+def test_the_environment_can_keep_the_page_cache():
+    import subprocess
+    import sys
+
+    code = "from dit_lens.store import _files; print(_files.DIRECT, _files.LocalFiles('/tmp').direct)"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DIT_LENS_O_DIRECT": "0"},
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]

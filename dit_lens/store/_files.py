@@ -8,7 +8,8 @@ what a buffered write costs in CPU, and that cost swings with the kernel's write
 buffered writes against 0.03 ms with O_DIRECT, bench/README.md), CPU that a model on the same host's cores loses.
 O_DIRECT needs aligned buffers and sizes: the chunk is copied into this thread's reusable page-aligned buffer, written
 whole pages, and the file cut to its length. A filesystem that refuses O_DIRECT (tmpfs, some FUSE mounts: EINVAL)
-gets buffered writes from then on, the same bytes. Either way a killed writer leaves a chunk whole or as it was.
+gets buffered writes from then on, the same bytes; ``DIT_LENS_O_DIRECT=0`` in the environment chooses them from the
+start. Either way a killed writer leaves a chunk whole or as it was.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import uuid
 __all__ = ["LocalFiles"]
 
 _ALIGN = 4096  # the page size: a multiple of every logical block size O_DIRECT asks for in practice
-DIRECT = hasattr(os, "O_DIRECT")  # the default of new writers (bench/store_bench.py compares both ways)
+# the default of new writers (bench/store_bench.py compares both ways); DIT_LENS_O_DIRECT=0 keeps the page cache,
+# e.g. on a network filesystem where every direct write is a synchronous round trip
+DIRECT = hasattr(os, "O_DIRECT") and os.environ.get("DIT_LENS_O_DIRECT", "1") != "0"
 _buffers = threading.local()  # each writing thread's aligned buffer (files are written from the I/O and pool threads)
 
 
