@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from store_bench import _flux, _median_ci, _tiny  # noqa: E402 - a sibling script
+from store_bench import _flux, _median_ci, _tiny, buffered_files  # noqa: E402 - a sibling script
 
 
 def _clock():
@@ -46,17 +46,13 @@ def _since(t0) -> tuple:
 
 def _values(url: str, n: int) -> tuple:
     """The recorded store's layout and its values: [(timestep, {name: (n, tokens, channels) float32})] per step."""
-    from dit_lens.store import open_group, read_layout
+    from dit_lens.store import open_group, open_store, read_layout
 
-    group = open_group(url, mode="r")
-    layout = read_layout(group)
-    pos = {layer: i for i, layer in enumerate(layout.layers)}
-    arrays = {}
-    for name in layout.names:
-        fam, i, stream, site = name.split(".")
-        arrays[name] = (group[f"{stream}.{site}"], pos[f"{fam}.{i}"])
-    times = np.asarray(group["timestep"][0])
-    steps = [(float(times[s]), {name: np.ascontiguousarray(arr[:n, s, p]) for name, (arr, p) in arrays.items()})
+    layout = read_layout(open_group(url, mode="r"))
+    ds = open_store(url)
+    values = {name: ds.dit.sel(name).values[:n] for name in layout.names}  # (n, step, tokens, channels)
+    times = ds["timestep"].values[0]
+    steps = [(float(times[s]), {name: np.ascontiguousarray(v[:, s]) for name, v in values.items()})
              for s in range(layout.steps)]
     return layout, steps
 
@@ -82,14 +78,10 @@ def replay(layout, steps, url: str, write_threads: int) -> dict:
             reducer.add(name, torch.from_numpy(v))
         stats.append(reducer.finish(torch.tensor(t)).get())
     out["statistics"] = _since(t0)
-    from dit_lens.store import _files
-
-    direct = _files.DIRECT
-    for label, page_cache in (("store: chunks, encode, checksums, files, flags", False),
-                              ("  the same, files through the page cache", True)):
+    for label, buffered in (("store: chunks, encode, checksums, files, flags", False),
+                            ("  the same, files through the page cache", True)):
         shutil.rmtree(url, ignore_errors=True)
-        _files.DIRECT = direct and not page_cache
-        try:
+        with buffered_files(buffered):
             writer = StoreWriter.create(url, layout, None, None, write_threads)  # the template: fixed, not timed
             t0 = _clock()
             for (_, values), got, step in zip(steps, stats, layout.step_index):
@@ -99,8 +91,6 @@ def replay(layout, steps, url: str, write_threads: int) -> dict:
             writer.flush(batch)
             writer.close()
             out[label] = _since(t0)
-        finally:
-            _files.DIRECT = direct
         shutil.rmtree(url, ignore_errors=True)
     return out
 

@@ -25,6 +25,7 @@ same names resolve, at width 64 and 64 image tokens: the GPU run's commands chec
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -114,6 +115,19 @@ def _embedded(pipe, kw, n_prompts, device, label):
     return lens, [f"prompt {i}" for i in range(n_prompts)], plain, kw, label
 
 
+@contextlib.contextmanager
+def buffered_files(on: bool = True):
+    """Within: new stores write their chunk files through the page cache (``on``), not past it with O_DIRECT."""
+    from dit_lens.store import _files
+
+    direct = _files.DIRECT
+    _files.DIRECT = direct and not on
+    try:
+        yield
+    finally:
+        _files.DIRECT = direct
+
+
 def _value_bytes(url) -> int:
     """Bytes of the recorded activation values in a store (uncompressed): what was copied off the model."""
     import zarr
@@ -152,16 +166,10 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
             if kind == "full-none":  # the values stored uncompressed
                 opts["compression"] = "none"
             samples = [] if kind == "empty" else batches[0] if warm else None
-            _files.DIRECT = direct and kind != "full-buffered"  # chunk files through the page cache, as before
-            try:
+            with buffered_files(kind == "full-buffered"):
                 record(lens, url, prompts, samples=samples, **opts, **kw)
-            finally:
-                _files.DIRECT = direct
         return fn, clear
 
-    from dit_lens.store import _files
-
-    direct = _files.DIRECT
     variants = {"plain": (plain, lambda: None), **{k: rec(k) for k in ("full", "full-none", "full-buffered", "stats",
                                                                        "empty")}}
     variants = {k: v for k, v in variants.items() if k in kinds or k == "plain"}

@@ -27,8 +27,8 @@ storing the previous ones (one I/O thread per writer, which stores each call's c
 before writing anything that vouches for the data. The bytes are exactly what zarr's own Blosc codec produces, so
 any zarr reader (``xarray.open_zarr`` included) decodes them. On a local disk (zarr's ``LocalStore``) the I/O
 thread writes each chunk itself (``_files``), as zarr does — a temporary file beside it, then an atomic rename, so
-a killed writer leaves a chunk whole or as it was — without a round trip through zarr's event loop and a worker thread per
-chunk (13-23% less CPU per chunk, encoding included, at the recorder's chunk sizes; bench/README.md).
+a killed writer leaves a chunk whole or as it was — without a round trip through zarr's event loop and a worker
+thread per chunk (13-23% less CPU per chunk, encoding included, at the recorder's chunk sizes; bench/README.md).
 """
 
 from __future__ import annotations
