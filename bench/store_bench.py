@@ -9,7 +9,8 @@
     python bench/store_bench.py [--gb 2.0] [--prompts 32] [--batch 8] [--steps 20] [--repeats 3]
                                 [--dir /tmp/dit-lens-bench] [--only recording|writes|reductions]
                                 [--model tiny|flux|flux-dev] [--shrink] [--device cpu|cuda]
-                                [--kinds plain,full,full-none,full-buffered,stats,empty] [--names PATTERN|A,B,...]
+                                [--kinds plain,full,full-none,full-buffered,full-traced,stats,stats-traced,empty]
+                                [--names PATTERN|A,B,...]
 
 Recording variants run interleaved (forwards, then backwards in the next round) after a one-batch warm-up of each;
 besides the ratio of median times it prints the median of each run's ratio to the plain run of its round, with a
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import shutil
 import statistics
@@ -128,6 +130,19 @@ def buffered_files(on: bool = True):
         _files.DIRECT = direct
 
 
+@contextlib.contextmanager
+def traced(on: bool = True):
+    """Within: local recordings read their values in an nnsight trace (``on``), as remote ones do, not by plain
+    torch hooks (``dit_lens.record._TRACED``)."""
+    rec = importlib.import_module("dit_lens.record")  # the module: the package exports the function by its name
+    before = rec._TRACED
+    rec._TRACED = on or before
+    try:
+        yield
+    finally:
+        rec._TRACED = before
+
+
 def _value_bytes(url) -> int:
     """Bytes of the recorded activation values in a store (uncompressed): what was copied off the model."""
     import zarr
@@ -162,15 +177,16 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
 
         def fn(warm=False):
             opts = dict(seeds=[0], names=names, num_inference_steps=steps, batch_size=batch,
-                        stats_only=kind == "stats", progress=False, write_threads=write_threads)
+                        stats_only=kind.startswith("stats"), progress=False, write_threads=write_threads)
             if kind == "full-none":  # the values stored uncompressed
                 opts["compression"] = "none"
             samples = [] if kind == "empty" else batches[0] if warm else None
-            with buffered_files(kind == "full-buffered"):
+            with buffered_files(kind == "full-buffered"), traced(kind.endswith("-traced")):
                 record(lens, url, prompts, samples=samples, **opts, **kw)
         return fn, clear
 
-    variants = {"plain": (plain, lambda: None), **{k: rec(k) for k in ("full", "full-none", "full-buffered", "stats",
+    variants = {"plain": (plain, lambda: None), **{k: rec(k) for k in ("full", "full-none", "full-buffered",
+                                                                       "full-traced", "stats", "stats-traced",
                                                                        "empty")}}
     variants = {k: v for k, v in variants.items() if k in kinds or k == "plain"}
 
@@ -225,8 +241,14 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
     if "full-buffered" in t:
         print(f"   full-buffered/plain  {t['full-buffered'] / t['plain']:.3f}x  {paired('full-buffered')}  (chunk "
               f"files through the page cache)")
+    if "full-traced" in t:
+        print(f"   full-traced/plain  {t['full-traced'] / t['plain']:.3f}x  {paired('full-traced')}  (values read "
+              f"in an nnsight trace, as before plain hooks)")
     if "stats" in t:
         print(f"   stats/plain {t['stats'] / t['plain']:.3f}x  {paired('stats')}  (goal <= 1.03)")
+    if "stats-traced" in t:
+        print(f"   stats-traced/plain {t['stats-traced'] / t['plain']:.3f}x  {paired('stats-traced')}  (in an nnsight "
+              f"trace)")
     if "empty" in t:
         print(f"   a full store's fixed cost (template, claims; 'empty' records no sample): {t['empty']:.2f} s")
 
@@ -459,14 +481,15 @@ def main():
     p.add_argument("--device", default="cpu", help="where the recording part's model runs (cpu, cuda)")
     p.add_argument("--kinds", default="plain,full,stats,empty",
                    help="the recording part's variants, comma-separated (plain is always run; full-none: full with "
-                        "compression='none'; full-buffered: chunk files through the page cache, not O_DIRECT)")
+                        "compression='none'; full-buffered: chunk files through the page cache, not O_DIRECT; "
+                        "-traced: values read in an nnsight trace, not by plain hooks)")
     p.add_argument("--names", default="*.*.img.resid_post", help="the recorded names: a pattern or a comma-separated "
                    "list (e.g. 4 names of Flux.1-dev at real size on a GPU)")
     p.add_argument("--write-threads", type=int, default=1, help="the recordings' write_threads (chunks encoded and "
                    "files written at once)")
     a = p.parse_args()
     kinds = set(a.kinds.split(","))
-    known = {"plain", "full", "full-none", "full-buffered", "stats", "empty"}
+    known = {"plain", "full", "full-none", "full-buffered", "full-traced", "stats", "stats-traced", "empty"}
     if not kinds <= known:
         raise SystemExit(f"--kinds: unknown {sorted(kinds - known)}")
     root = Path(a.dir)

@@ -4,11 +4,15 @@
     HookRun(lens, ...)             a context manager: while open, every transformer call is one step (or one branch
                                    of a step, ``cfg="sequential"``); edits apply and reads are taken by hooks on the
                                    blocks, as ``Lens.generate`` does through nnsight
-      .step, .read(name, cfg=), .branch(h, cfg=)   the current call, for ``on_call(run)`` (the recorder uses them)
+      .step, .read(name, cfg=), .rows(h, cfg=), .branch(h, cfg=)   the current call, for ``on_call(run)`` and
+                                   ``on_value(run, name, h)`` (the recorder uses them)
       .cache, .timesteps, .steps_run            after it closes
 
-Hooks see a block's output as its forward returns it, like nnsight's reads; a hook registered later on the same
-block runs after these.
+Hooks see a block's output as its forward returns it, like nnsight's reads: output hooks go before any other forward
+hooks on the block (``prepend=True``), which then run after them and see their edits; input hooks run after the
+block's pre-hooks registered before them, as nnsight sees a block's inputs after its pre-hooks. With ``images``
+given (a pipeline's call, whose image count is known), a batched call of only that many rows is a call without CFG,
+all of it conditional, as in a traced run.
 """
 
 from __future__ import annotations
@@ -43,11 +47,12 @@ class BareTransformer:
 
 
 class HookRun:
-    def __init__(self, lens, plan, *, cfg=None, steps_kept=None, cache_cfg=None, watch=(), on_call=None):
+    def __init__(self, lens, plan, *, cfg=None, steps_kept=None, cache_cfg=None, watch=(), on_call=None,
+                 on_value=None, order=("cond", "uncond"), images=None):
         if cfg not in CFG_STYLES:
             raise ArgumentError(f"cfg={cfg!r}: how the loop runs classifier-free guidance, one of {CFG_STYLES}")
-        self.lens, self.plan, self.cfg = lens, plan, cfg
-        self.steps_kept, self.cache_cfg, self.on_call = steps_kept, cache_cfg, on_call
+        self.lens, self.plan, self.cfg, self.order, self.images = lens, plan, cfg, tuple(order), images
+        self.steps_kept, self.cache_cfg, self.on_call, self.on_value = steps_kept, cache_cfg, on_call, on_value
         self.watch = set(watch)
         self.calls_per_step = 2 if cfg == "sequential" else 1
         self.cache, self.timesteps, self.step = Cache(), [], None
@@ -66,28 +71,39 @@ class HookRun:
             raise ArgumentError(f"cfg={cfg!r} on a loop without CFG: pass cfg='batch' or 'sequential' to say how "
                                 f"your loop runs classifier-free guidance")
         if self.cfg == "batch":
-            half = h.shape[0] // 2
-            return slice(0, half) if cfg == self.lens.arch.batch_order[0] else slice(half, h.shape[0])
+            rows = h.shape[0]
+            if self.images is not None and rows == self.images:
+                if cfg == "cond":
+                    return slice(None)  # no CFG in this call: every row is conditional
+                raise ArgumentError(f"cfg={cfg!r} but this call holds {rows} rows for {self.images} images: no "
+                                    f"{cfg} branch (is guidance off?)")
+            half = rows // 2
+            return slice(0, half) if cfg == self.lens.arch.batch_order[0] else slice(half, rows)
         return slice(None) if self.step.branch == cfg else None
 
-    def read(self, name: str, cfg: str | None = None):
-        h = self._values[name]
+    def rows(self, h, cfg: str | None = None):
+        """``h``'s rows of branch ``cfg`` at this call (all for None), or None when this call holds none."""
         rows = self._rows(h, cfg)
         return None if rows is None else h[rows]
+
+    def read(self, name: str, cfg: str | None = None):
+        return self.rows(self._values[name], cfg)
 
     def branch(self, h, cfg: str | None = None) -> str:
         if cfg is not None:
             return cfg
         if self.cfg == "sequential":
             return self.step.branch
-        return "batch" if self.cfg == "batch" else "cond"
+        if self.cfg == "batch" and not (self.images is not None and h.shape[0] == self.images):
+            return "batch"
+        return "cond"
 
     # -- hooks ---------------------------------------------------------------------------------------------
     def _begin(self, module, args, kwargs):
         call = self._calls
         self._calls += 1
         t = argument(args, kwargs, self._timestep)
-        branch = ("cond", "uncond")[call % 2] if self.cfg == "sequential" else "batch"
+        branch = self.order[call % 2] if self.cfg == "sequential" else "batch"
         self.step = Step(call // self.calls_per_step, call, branch,
                          text_length(args, kwargs, self._text, self._more, self._extra), t)
         if branch != "uncond" and t is not None:
@@ -110,7 +126,10 @@ class HookRun:
             e.check(name, int(h.shape[1]), int(h.shape[2]), None, f"step {s.index} ({s.branch})")
             h = _splice(h, rows, e.apply(h[rows], s.index))
         if name in self.watch:
-            self._values[name] = h
+            if self.on_value is not None:
+                self.on_value(self, name, h)  # as the block returns it (nothing held to the call's end)
+            else:
+                self._values[name] = h
         if keep and (self.steps_kept is None or s.index in self.steps_kept):
             rows = self._rows(h, self.cache_cfg)
             if rows is not None:
@@ -152,7 +171,7 @@ class HookRun:
             module = transformer.get_submodule(path)
             self._handles.append(module.register_forward_pre_hook(self._in_hook(items), with_kwargs=True)
                                  if is_input else module.register_forward_hook(self._out_hook(items),
-                                                                               with_kwargs=True))
+                                                                               with_kwargs=True, prepend=True))
         self._handles.append(transformer.register_forward_hook(self._end, with_kwargs=True))
         return self
 

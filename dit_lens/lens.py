@@ -233,11 +233,14 @@ class Lens:
             return
         _loading.check_loadable(self.pipeline, warn=False)
         _nnsight.reinstrument(self.model)
+        self._warn_foreign_hooks()
+
+    def _warn_foreign_hooks(self) -> None:
         hooked = _loading.foreign_hooks(self.pipeline.transformer, [b.path for b in self._probe.blocks])
         if hooked:
             warnings.warn(f"blocks {hooked[:4]} have torch forward hooks: dit-lens reads (and edits) a block's output "
                           f"as its forward returns it, before those hooks run, so a hook that changes the output "
-                          f"makes the next block's input differ from what dit-lens reads", RuntimeWarning, stacklevel=3)
+                          f"makes the next block's input differ from what dit-lens reads", RuntimeWarning, stacklevel=4)
 
     def _make_run(self, tracer, prompt, num_inference_steps, kwargs, remote) -> Run:
         cfg = self.arch.sequential_cfg
@@ -422,6 +425,21 @@ class Lens:
         plan = [(name, name_edits, name in keep) for name, name_edits, _ in plan]
         return _hooks.HookRun(self, plan, cfg=cfg, steps_kept=None if cache_steps is None else set(cache_steps),
                               cache_cfg=cache_cfg, watch=self.names(list(watch)) if watch else (), on_call=on_call)
+
+    def _call_hooks(self, prompt, kwargs: dict, *, watch, on_value, on_call) -> _hooks.HookRun:
+        """Plain hooks for one call of the pipeline with ``prompt`` and ``kwargs`` (or of a bare transformer's loop):
+        CFG style, branch order and image count as a trace of that call has them (the recorder's local path)."""
+        watch = self.names(list(watch))
+        plan = [(name, [], False) for name, _, _ in self._plan([], watch, None, None, {})]
+        if self.model is None:
+            return _hooks.HookRun(self, plan, cfg=self.cfg, watch=watch, on_call=on_call, on_value=on_value)
+        _loading.check_loadable(self.pipeline, warn=False)
+        check_call(prompt, None, kwargs)
+        self._warn_foreign_hooks()  # before this run's own hooks are added
+        sequential = self.calls_per_step(**kwargs) == 2
+        return _hooks.HookRun(self, plan, cfg="sequential" if sequential else "batch", watch=watch, on_call=on_call,
+                              on_value=on_value, order=self.arch.sequential_cfg.order if sequential else ("cond",),
+                              images=count_images(prompt, kwargs))
 
     def run_with_cache(self, prompt=None, names="*", *, num_inference_steps=None, steps=None, cfg=None, **kwargs):
         """Generate and return ``(images, Cache)`` of ``names`` (globs) at ``steps`` (default all) and CFG branch

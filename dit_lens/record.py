@@ -3,12 +3,14 @@
     record(lens, url, prompts, seeds=(0,), names=..., num_inference_steps=..., ...) -> url
     record_distributed(model, url, prompts, seeds, client=...) -> url   disjoint samples on dask.distributed workers
 
-The run loop reads each (name, step) inside the trace and puts it on a bounded queue; one background thread
-(``_handoff``) hands each message to the store's writer (``dit_lens.store.StoreWriter``: whole chunks, then flags).
-Memory is bounded by the queue, not by the number of prompts or steps. Statistics (``_stats``) are reduced on the
-model's thread and device before any transfer, and travel with the step's commit message. ``resume=True``
-regenerates exactly the samples with unflagged units. Writers on disjoint ``samples`` of one store may run at once;
-overlapping ones are refused by claim files next to the store.
+Each (name, step) is taken as its block returns it — by plain torch hooks on the named blocks for a local run
+(``_collect.Hooked``; the same values, bit for bit, as an nnsight trace reads, tested on every architecture, and
+without the trace's per-call interleaving), inside an nnsight trace for a remote one — and put on a bounded queue;
+one background thread (``_handoff``) hands each message to the store's writer (``dit_lens.store.StoreWriter``: whole
+chunks, then flags). Memory is bounded by the queue, not by the number of prompts or steps. Statistics (``_stats``)
+are reduced on the model's thread and device before any transfer, and travel with the step's commit message.
+``resume=True`` regenerates exactly the samples with unflagged units. Writers on disjoint ``samples`` of one store
+may run at once; overlapping ones are refused by claim files next to the store.
 
 Heavy imports (torch, zarr, xarray) happen on first use, so ``import dit_lens`` stays light.
 """
@@ -30,6 +32,9 @@ from ._host_copy import HostCopies, host_array
 from .errors import ArgumentError, OutOfRangeError, RunError, StoreTimeoutError
 
 __all__ = ["record", "record_distributed"]
+
+_TRACED = False  # True: a local pipeline's batches run in an nnsight trace, as remote ones do, instead of under plain
+# torch hooks (the same values, tested; bench/store_bench.py's "-traced" kinds measure the difference)
 
 def _describe(v) -> str:
     """A pipeline argument that JSON cannot hold, as provenance: a tensor or array by shape, dtype and a hash of its
@@ -234,7 +239,8 @@ def _batches(order: list, wanted: set, batch_size: int) -> list:
 
 def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_only, img_tokens, kwargs, bar,
                   loop=None, remote=False, keep=None):
-    """One batch through the trace (or, for a bare transformer, through hooks around ``loop``); ``steps`` is
+    """One batch: under plain hooks around the pipeline's call (or the user's ``loop``, for a bare transformer), or
+    through an nnsight trace (remote, or ``_TRACED``); ``steps`` is
     (num_inference_steps, the steps the run makes); only the samples in ``keep`` (default all) are written. A run
     that made other steps than expected raises before its flags are written."""
     import torch
@@ -256,6 +262,7 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
         thread = Rows(thread, batch, keep)
 
     from . import _collect
+    from ._call import prompt_args
     from .lens import pipeline_images
 
     def deliver(item, seen, shipped=False) -> None:  # one call's collection to the writer (a server's: checked here)
@@ -290,11 +297,8 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
         for item in got:
             deliver(item, seen, shipped=True)
         out_images = pipeline_images(out)
-    elif lens.model is None:  # a bare transformer: hooks around the user's loop
-        seen = []
-        with lens.hooks(watch=names, on_call=lambda run: take(run, run.step, seen)):
-            out_images = loop(prompts, gens, num_inference_steps=n_steps, **kwargs)
-    else:
+        made = len({s for s, _ in seen})
+    elif lens.model is not None and _TRACED:  # the same through an nnsight trace (bench/store_bench.py compares)
         with lens.trace(prompts, num_inference_steps=n_steps, generator=gens, **kwargs) as tracer:
             run = tracer.dit
             seen = list().save()
@@ -302,8 +306,22 @@ def _record_batch(lens, thread, batch, *, layout, steps, keep_steps, cfg, stats_
                 take(run, step, seen)
             out = lens.model.output.save()
         out_images = pipeline_images(out)
-    if len({s for s, _ in seen}) != ran:
-        raise RunError(f"{type(lens.pipeline).__name__} ran {len({s for s, _ in seen})} steps, {ran} expected from "
+        made = len({s for s, _ in seen})
+    else:  # here: plain torch hooks on the named blocks, each value taken as its block returns it
+        seen = []
+        hooked = _collect.Hooked(names, cfg, keep_steps, ran, tok_index, stats_only, reducer,
+                                 emit=lambda name, h: thread.put(("data", batch, hooked.step, name, copies.take(h))),
+                                 check=lambda name, h: _check_shape(layout, name, h, hooked.step))
+        with lens._call_hooks(prompts, kwargs, watch=names, on_value=hooked.value,
+                              on_call=lambda run: deliver(hooked.end(run), seen)) as run:
+            if lens.model is None:  # a bare transformer: the user's loop
+                out_images = loop(prompts, gens, num_inference_steps=n_steps, **kwargs)
+            else:
+                out_images = pipeline_images(lens.pipeline(*prompt_args(prompts), num_inference_steps=n_steps,
+                                                           generator=gens, **kwargs))
+        made = run.steps_run
+    if made != ran:
+        raise RunError(f"{type(lens.pipeline).__name__} ran {made} steps, {ran} expected from "
                        f"num_inference_steps={n_steps} and the call's strength / sigmas / timesteps: no sample of "
                        f"batch {batch} is flagged complete")
     images = None if out_images is None else uint8_images(out_images)

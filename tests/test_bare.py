@@ -96,3 +96,40 @@ def test_recording_a_bare_transformer_through_the_users_loop(lenses, tmp_path):
     assert np.array_equal(a.image.values, b.image.values)
     with pytest.raises(ArgumentError, match="loop="):
         dit_lens.record(bare, str(tmp_path / "c.zarr"), PROMPTS, **kw)
+
+
+def test_a_recording_whose_loop_makes_other_steps_or_skips_a_block_flags_nothing(lenses, tmp_path):
+    piped, bare, pipe = lenses
+    kw = dict(names="*.*.img.resid_post", num_inference_steps=STEPS, progress=False, batch_size=2)
+    url = str(tmp_path / "more.zarr")
+    with pytest.raises(RunError, match=f"ran {STEPS + 1} steps, {STEPS} expected"):
+        dit_lens.record(bare, url, PROMPTS, loop=lambda p, g, num_inference_steps: _loop(pipe, p, g, STEPS + 1), **kw)
+    assert not dit_lens.open_store(url).complete.values.any()  # the steps it made were written, none flagged
+
+
+
+def test_a_call_that_misses_a_name_or_takes_one_twice_is_an_error():
+    from types import SimpleNamespace
+
+    from dit_lens._collect import Hooked
+    from dit_lens._stats import StepReducer
+
+    def run(index):
+        return SimpleNamespace(step=SimpleNamespace(index=index, call=index, branch="batch",
+                                                    timestep=torch.ones(1)), rows=lambda h, cfg: h)
+    taken = []
+    hooked = Hooked(["a", "b"], "cond", {0, 1}, 2, None, False, StepReducer(2),
+                    emit=lambda name, h: taken.append((hooked.step, name)), check=None)
+    h = torch.ones(1, 4, 3)
+    hooked.value(run(0), "a", h)
+    hooked.value(run(0), "b", h)
+    assert hooked.end(run(0))[0] == 0 and taken == [(0, "a"), (0, "b")]
+    hooked.value(run(1), "a", h)
+    with pytest.raises(RunError, match=r"call 1 \(step 1\) produced no value of \['b'\]"):
+        hooked.end(run(1))
+    for name in ("a", "a", "b"):
+        hooked.value(run(1), name, h)
+    with pytest.raises(RunError, match=r"\['a'\] more than once"):
+        hooked.end(run(1))
+    hooked.value(run(2), "a", h)  # a call past the recorded steps: counted by the run, not taken
+    assert hooked.end(run(2)) is None and len(taken) == 6

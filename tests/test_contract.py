@@ -6,6 +6,8 @@ batched call per step, or a cond and an uncond call) is what the adapter's own r
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 
@@ -297,3 +299,38 @@ def test_every_site_kind_is_editable(batch_case):
         assert torch.all(g.cache[name, 0][:, :, 1] == 0), name
         if lens.depth(name) < lens.depth(out) or ".img." in name:
             assert not torch.equal(g.cache[out, last], base.cache[out, last]), f"zeroing {name} had no effect"
+
+
+@pytest.mark.parametrize("cfg", ["cond", "uncond"])
+def test_recording_by_hooks_equals_recording_in_a_trace(case, cfg, tmp_path, monkeypatch):
+    """The recorder takes a local pipeline's values by plain torch hooks; the same store, bit for bit, as through an
+    nnsight trace (how remote recordings run), for every site kind of the model's width — or the same error."""
+    import numpy as np
+    import xarray as xr
+
+    rec = importlib.import_module("dit_lens.record")  # the module (the package exports the function by its name)
+
+    key, lens, kw, _ = case
+    kw = dict(kw)
+    prompts = kw.pop("prompt", None) or ["x", "y"]
+    width = lens.shape(lens.names("*.*.img.resid_post")[0])[1]
+    names = [n for n in lens.names() if lens.shape(n)[1] == width]
+    got = {}
+    for traced in (True, False):
+        monkeypatch.setattr(rec, "_TRACED", traced)
+        url = str(tmp_path / f"{traced}.zarr")
+        try:
+            rec.record(lens, url, prompts, names=names, num_inference_steps=STEPS, batch_size=2, cfg=cfg,
+                       progress=False, **kw)
+            got[traced] = xr.open_zarr(url, consolidated=False).load()
+        except Exception as e:  # noqa: BLE001 - the two paths must fail alike
+            got[traced] = type(e)
+    a, b = got[True], got[False]
+    if isinstance(a, type) or isinstance(b, type):
+        assert a is b, (a, b)
+        assert cfg == "uncond" and key not in SEQUENTIAL, a  # only a run without an uncond branch may fail
+        return
+    assert set(a.data_vars) == set(b.data_vars)
+    for v in a.data_vars:
+        assert np.array_equal(a[v].values, b[v].values, equal_nan=True), v
+    assert a["complete"].values.all() and a.attrs["names"] == b.attrs["names"]

@@ -151,3 +151,23 @@ def test_a_block_hook_that_changes_the_output_is_named():
         handle.remove()
     # what the docs say: the read is the block's return value, before its hooks; the next block sees the hooked one
     assert g.cache["single.0.img.resid_post", 0].abs().max() < 1e3 < g.cache["single.1.img.resid_pre", 0].abs().max()
+
+
+def test_a_recording_reads_a_hooked_block_before_its_hooks_and_warns(tmp_path):
+    import dit_lens
+
+    lens, kw = row_lens("flux")
+    kw = dict(kw)
+    prompts = kw.pop("prompt", None) or ["x", "y"]  # the row's embeddings: one row per sample
+    names = ["single.0.img.resid_post", "single.1.img.resid_pre"]
+    block = lens.pipeline.transformer.single_transformer_blocks[0]
+    handle = block.register_forward_hook(lambda m, a, k, out: (out[0], out[1] + 1e6), with_kwargs=True)
+    try:
+        with pytest.warns(RuntimeWarning, match=r"blocks \['single_transformer_blocks.0'\] have torch forward hooks"):
+            dit_lens.record(lens, str(tmp_path / "s.zarr"), prompts, names=names, num_inference_steps=1,
+                            batch_size=2, progress=False, **kw)
+    finally:
+        handle.remove()
+    ds = dit_lens.open_store(str(tmp_path / "s.zarr"))
+    post, pre = (abs(ds.dit.sel(n).values).max() for n in names)
+    assert post < 1e3 < pre  # the block's return value, as a traced read has it; the next block sees the hooked one
