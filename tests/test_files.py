@@ -44,8 +44,8 @@ def test_a_filesystem_that_refuses_o_direct_gets_the_same_bytes_buffered(tmp_pat
 
     monkeypatch.setattr(_files.os, "open", refuse)
     files = _files.LocalFiles(str(tmp_path), direct=True)
-    files.put("c/0", b"abc" * 5000, b"tail")
-    assert (tmp_path / "c" / "0").read_bytes() == b"abc" * 5000 + b"tail"
+    files.put("c/0", b"abc" * 50000, b"tail")
+    assert (tmp_path / "c" / "0").read_bytes() == b"abc" * 50000 + b"tail"
     assert files.direct is False  # and buffered from then on
 
 
@@ -55,8 +55,8 @@ def test_a_refused_direct_write_falls_back_whole(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_files.os, "write", refuse)
     files = _files.LocalFiles(str(tmp_path), direct=True)
-    files.put("c/0", b"x" * 10000, b"t")
-    assert (tmp_path / "c" / "0").read_bytes() == b"x" * 10000 + b"t"
+    files.put("c/0", b"x" * 100000, b"t")
+    assert (tmp_path / "c" / "0").read_bytes() == b"x" * 100000 + b"t"
     assert files.direct is False and not list(tmp_path.rglob("*.partial"))
 
 
@@ -71,7 +71,7 @@ def test_a_failing_disk_raises_and_leaves_the_old_chunk(tmp_path, monkeypatch):
 
     monkeypatch.setattr(_files.os, "write", full)
     with pytest.raises(OSError, match="No space"):  # an error that is not the filesystem refusing O_DIRECT
-        files.put("c/0", b"new" * 9999, b"")
+        files.put("c/0", b"new" * 99999, b"")
     assert (tmp_path / "c" / "0").read_bytes() == b"old"
     assert not list(tmp_path.rglob("*.partial"))
 
@@ -93,3 +93,21 @@ def test_the_environment_can_keep_the_page_cache():
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "DIT_LENS_O_DIRECT": "0"},
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_small_files_are_written_buffered_large_ones_direct(tmp_path, monkeypatch):
+    if not _takes_direct(tmp_path):
+        pytest.skip("this filesystem refuses O_DIRECT")
+    real_open, opened = os.open, []
+
+    def spy(path, flags, *a):
+        opened.append(bool(flags & os.O_DIRECT))
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(_files.os, "open", spy)
+    files = _files.LocalFiles(str(tmp_path))
+    files.put("c/0", b"f" * (_files._DIRECT_MIN - 5), b"tail")  # a byte short: the page cache's
+    files.put("c/1", b"f" * (_files._DIRECT_MIN - 4), b"tail")
+    assert opened == [True]  # only the second went past the page cache (the first opened no fd of ours)
+    assert (tmp_path / "c" / "0").read_bytes() == b"f" * (_files._DIRECT_MIN - 5) + b"tail"
+    assert files.direct
