@@ -9,7 +9,8 @@
       .commit(samples, step, stats, nonfinite, timestep)   a step's per-channel statistics {name: (4, samples,
                                    channels)}, its inf/nan count and its timestep, once its data is queued
       .image(samples, images)      the batch's final images, uint8 (samples, H, W, 3)
-      .flush(samples)              the batch's statistics, timesteps and counts, then its ``complete`` flags
+      .flush(samples)              the batch's statistics, timesteps and counts, then its ``complete`` flags (and
+                                   ``image_complete``, for the images given since the last flush)
       .nonfinite                   [(samples, step, count)] of steps that held inf/nan values
       .stored                      samples this writer flagged complete and saw stored (what a failure leaves)
       .close(abandon=False)        wait for every write; raise the first error (abandon: drop queued writes)
@@ -64,6 +65,7 @@ class StoreWriter:
         self._arrays: dict = {}  # var -> zarr array
         self._chunk_writers: dict = {}  # var -> ChunkWriter (or None: write through zarr)
         self._steps: list = []  # committed steps of the batch: (step position, timestep, nonfinite, stats)
+        self._imaged: list = []  # samples whose image chunks are queued: flagged with the batch, after a wait
 
     @classmethod
     def create(cls, url: str, layout: Layout, storage_options: dict | None = None,
@@ -197,6 +199,9 @@ class StoreWriter:
         self._rows("timestep", samples, t)
         self._rows("nonfinite", samples, bad)
         self._wait()  # data, images, statistics: all in the store before the flags that vouch for them
+        if self._imaged:  # both kinds of flag in one round of writes
+            self._rows("image_complete", self._imaged, np.ones(len(self._imaged), bool))
+            self._imaged = []
         rounds = self._rows("complete", samples, done)
         self._flagged.append(([s for s, row in zip(samples, done) if row.all()], rounds))
 
@@ -211,9 +216,7 @@ class StoreWriter:
         if "image_complete" not in self.group:
             _ensure_images(self.group, len(self.layout.prompts), images.shape[1:])
         self._rows("image", samples, images)
-        if (writer := self._chunks("image")) is not None:
-            writer.wait()  # the image is in the store before the flag that vouches for it
-        self._rows("image_complete", samples, np.ones(len(samples), bool))
+        self._imaged += list(samples)  # flagged by ``flush``, once the image is in the store
 
     def close(self, abandon: bool = False) -> None:
         """Wait for every queued write and stop the I/O threads; raise the first error. ``abandon`` (the recording
