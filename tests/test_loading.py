@@ -116,6 +116,35 @@ def test_reads_equal_plain_hooks_and_edits_apply(key, mode, tmp_path):
     assert all(torch.equal(edited.cache[NAME, 0, b], g.cache[NAME, 0, b]) for b in g.cache.branches)
 
 
+@pytest.mark.parametrize("mode", sorted(MODES))
+@pytest.mark.parametrize("key", ROW_KEYS)
+def test_a_recording_by_hooks_equals_one_in_a_trace(key, mode, tmp_path, monkeypatch):
+    import importlib
+
+    import numpy as np
+
+    import dit_lens
+
+    rec = importlib.import_module("dit_lens.record")  # the module (the package exports the function by its name)
+    pipe, kw = ROWS[key].build()
+    kw = MODES[mode](pipe, kw, tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        lens = Lens(pipe, example=dict(kw, num_inference_steps=1))
+    kw = dict(kw)
+    prompts = kw.pop("prompt", None) or ["x", "y"]  # embeddings-driven rows: one row per sample
+    got = []
+    for traced in (True, False):
+        monkeypatch.setattr(rec, "_TRACED", traced)
+        url = str(tmp_path / f"{traced}.zarr")
+        rec.record(lens, url, prompts, names=[NAME], num_inference_steps=2, batch_size=2, progress=False, **kw)
+        got.append(dit_lens.open_store(url))
+    a, b = got
+    assert bool(b.complete.all())
+    for var in ("img.resid_post", "img.resid_post.stats", "timestep"):
+        assert np.array_equal(a[var].values, b[var].values, equal_nan=True), (mode, var)
+
+
 def test_states_the_lens_cannot_trace_are_clear_errors():
     pipe, kw = ROWS["flux"].build()
     pipe.transformer = torch.compile(pipe.transformer)
