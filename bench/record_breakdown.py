@@ -22,9 +22,11 @@ holds a step's six values; 1 MB one value) and prints the statistics' share for 
                  encode     Blosc LZ4 + bit-shuffle of whole chunks (``ChunkWriter.write_many``)
                  flags      statistics, timesteps and complete flags of each batch (``StoreWriter.flush``)
   I/O thread     store      checksums and the chunk writes (``ChunkWriter._put_many``)
-and, in interleaved rounds, times variants of the same batches that each add one part (plain pipeline calls; the
-traced step loop; reads with their statistics; copies to host memory; the whole recording), so the overhead is split
-into the tracer, the reads, the copies and the writer by difference.
+and, in interleaved rounds, times variants of the same batches that each add one part, as the recorder takes values
+(plain torch hooks on the named blocks): plain pipeline calls; the hooks, taking nothing; each value's statistics;
+a stats-only recording (the statistics and the store's template, flags and images); the statistics and the host
+copies; the full recording. The overhead is split by difference into the hooks, the statistics, a stats-only store,
+the copies and the full recording's writer and store.
 
     python bench/record_breakdown.py [--mode stats|full] [--model tiny|flux] [--runs 3] [--prompts 32] [--batch 8]
                                      [--steps 20] [--group-mb 16,2,1] [--rounds 4] [--dir /tmp/dit-lens-bench]
@@ -156,20 +158,21 @@ def main():
     shutil.rmtree(root, ignore_errors=True)
 
 
-def _once(lens, url, prompts, kw, a, acc) -> float:
+def _once(lens, url, prompts, kw, a, acc, stats_only=False) -> float:
     from dit_lens.record import record
 
     shutil.rmtree(url, ignore_errors=True)
     acc.clear()
     t = time.perf_counter()
-    record(lens, url, prompts, seeds=[0], num_inference_steps=a.steps, batch_size=a.batch, progress=False, **kw)
+    record(lens, url, prompts, seeds=[0], num_inference_steps=a.steps, batch_size=a.batch, progress=False,
+           stats_only=stats_only, **kw)
     return time.perf_counter() - t
 
 
 def _full(a, url, acc, n_steps) -> None:
     """Interleaved variants of the same batches, each adding one part of a full recording: plain pipeline calls;
-    traced (the step loop, nothing read); reads (every name read at every step, with its statistics); copies (the
-    values copied to host memory, then dropped); the full recording (to the writer and the store)."""
+    hooks (on the named blocks, taking nothing); statistics (every value's, at every step); a stats-only recording;
+    copies (statistics, and the values copied to host memory, then dropped); the full recording."""
     import sys
 
     from dit_lens import _collect, _samples
@@ -197,25 +200,22 @@ def _full(a, url, acc, n_steps) -> None:
                           generator=_samples.generators([0] * len(b)), **extra)
         return time.perf_counter() - t
 
-    def traced(read: bool, copy: bool) -> float:
+    def hooked(read: bool, copy: bool) -> float:  # what the recorder does per value, without its store
         keep, reducer, copies = set(range(a.steps)), StepReducer(len(names)), HostCopies()
         t = time.perf_counter()
         for b in batches:
             text, extra = args(b)
-            with lens.trace(text, num_inference_steps=a.steps, generator=_samples.generators([0] * len(b)),
-                            **extra) as tracer:
-                run = tracer.dit
-                for step in run.steps():
-                    if read:
-                        _collect.collect(run, step, names, "cond", keep, None, not copy, reducer,
-                                         emit=(lambda n, v: copies.take(v)) if copy else None)
+            take = _collect.Hooked(names, "cond", keep, a.steps, None, not copy, reducer,
+                                   emit=lambda n, v: copies.take(v), check=None)
+            with lens._call_hooks(text, extra, watch=names, on_value=take.value if read else lambda *x: None,
+                                  on_call=lambda run: take.end(run) if read else None):
+                lens.pipeline(*([text] if text else []), num_inference_steps=a.steps,
+                              generator=_samples.generators([0] * len(b)), **extra)
         return time.perf_counter() - t
 
-    def once_full() -> float:
-        return _once(lens, url, prompts, kw, a, acc)
-
-    variants = {"plain": plain, "traced": lambda: traced(False, False), "reads": lambda: traced(True, False),
-                "copies": lambda: traced(True, True), "recording": once_full}
+    variants = {"plain": plain, "hooks": lambda: hooked(False, False), "statistics": lambda: hooked(True, False),
+                "stats-only": lambda: _once(lens, url, prompts, kw, a, acc, stats_only=True),
+                "copies": lambda: hooked(True, True), "recording": lambda: _once(lens, url, prompts, kw, a, acc)}
     for f in variants.values():
         f()  # warm-up
     print(f"full recordings of the {label} ({a.prompts} prompts in batches of {a.batch} x {a.steps} steps, all "
@@ -228,14 +228,17 @@ def _full(a, url, acc, n_steps) -> None:
             if k == "recording":
                 parts.append(dict(acc))
     med = {k: statistics.median(v) * 1e3 / n_steps for k, v in times.items()}
-    ratio = statistics.median(r / p for r, p in zip(times["recording"], times["plain"]))
-    print(f"  plain {med['plain']:.1f} ms; full recording {med['recording']:.1f} ms: {ratio:.3f}x (paired median)")
-    rows = [("tracer (the step loop, nothing read)", med["traced"] - med["plain"]),
-            ("reads + statistics through the trace", med["reads"] - med["traced"]),
-            ("copies to host memory", med["copies"] - med["reads"]),
-            ("writer, store and flags (the rest)", med["recording"] - med["copies"])]
+    for k in variants:
+        q = sorted(x / p for x, p in zip(times[k], times["plain"]))
+        print(f"  {k:<10} {med[k]:7.1f} ms/step   paired {statistics.median(q):.3f}x (quartiles "
+              f"{q[len(q) // 4]:.3f}-{q[(3 * len(q)) // 4]:.3f})")
+    rows = [("hooks on the named blocks, taking nothing", med["hooks"] - med["plain"]),
+            ("statistics (every value, every step)", med["statistics"] - med["hooks"]),
+            ("a stats-only store (template, flags, images)", med["stats-only"] - med["statistics"]),
+            ("copies to host memory", med["copies"] - med["statistics"]),
+            ("full: writer, store and flags (the rest)", med["recording"] - med["copies"])]
     for label, v in rows:
-        print(f"  {label:<42} {v:7.2f} ms/step  ({v / med['plain'] * 100:5.1f}% of plain)")
+        print(f"  {label:<46} {v:7.2f} ms/step  ({v / med['plain'] * 100:5.1f}% of plain)")
     print("  inside the recording (timed where they run; the writer and I/O threads run beside the model, so their "
           "wall time\n  includes waiting for a core: their thread's CPU time is what they take from the model):")
     for part, thread in (("host", "model"), ("check", "model"), ("queue", "model"), ("assemble", "writer"),

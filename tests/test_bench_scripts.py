@@ -117,3 +117,17 @@ def test_record_floor_replays_each_part_and_sets_the_recordings_against_it(tmp_p
     assert out.count(" floor ") == 2 and "cores busy" in out
     assert "stats  paired" in out and "full   paired" in out and "the floor's" in out
     assert not (tmp_path / "floor").exists()
+
+
+def test_record_breakdown_splits_a_full_recording_by_the_recorders_own_path(tmp_path):
+    """The split by difference at smoke scale: each variant (hooks, statistics, a stats-only store, copies, the full
+    recording) runs and is set against plain generation, then the parts timed inside the recording."""
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "record_breakdown.py"), "--mode", "full", "--prompts",
+                          "2", "--batch", "2", "--steps", "2", "--runs", "1", "--dir", str(tmp_path / "b")],
+                         check=True, capture_output=True, text=True).stdout
+    for k in ("hooks", "statistics", "stats-only", "copies", "recording"):
+        assert f"  {k} " in out and "paired" in out
+    for row in ("hooks on the named blocks, taking nothing", "a stats-only store (template, flags, images)",
+                "full: writer, store and flags (the rest)"):
+        assert row in out
+    assert "encode" in out and not (tmp_path / "b").exists()
