@@ -1,7 +1,10 @@
 """The hand-off from the model's thread to the store: a bounded queue and the thread that writes what it carries.
 
-    WriterThread(writer, maxsize, timeout)   .put(message) on the model thread (bounded wait; the writer's error is
-                                              raised here), .finish() once every message is written; messages:
+    WriterThread(writer, maxsize, timeout, make=None)
+                                              .put(message) on the model thread (bounded wait; the writer's error is
+                                              raised here), .finish() once every message is written; ``make``: a
+                                              function that makes the writer, called first on this thread (a new
+                                              store's template, written while the model runs); messages:
                                               ("data", samples, step, name, values), ("commit", samples, step,
                                               stats), ("image", samples, images), ("flush", samples)
     Rows(thread, batch, keep)                the same queue for a batch of which only ``keep`` is written (a resumed
@@ -32,9 +35,9 @@ class WriterThread(threading.Thread):
     storage, only on the bounded queue. A step's statistics and a GPU value's host copy are waited for here
     (``StepStats.get``, ``PendingCopy.get``)."""
 
-    def __init__(self, writer, maxsize: int, timeout: float | None):
+    def __init__(self, writer, maxsize: int, timeout: float | None, make=None):
         super().__init__(daemon=True, name="dit-lens-writer")
-        self.writer = writer
+        self.writer, self._make = writer, make  # the writer: given, or made by ``make`` on this thread
         self.q: queue.Queue = queue.Queue(maxsize=maxsize)
         self.error: BaseException | None = None
         # each storage call of the writer is bounded by ``timeout``; a writer that takes no message for this long is
@@ -69,9 +72,11 @@ class WriterThread(threading.Thread):
             raise self.failure()
 
     def run(self) -> None:
-        w = self.writer
-        kind, args = None, ()
+        w = None
+        kind, args = "create", ()
         try:
+            w = self.writer = self.writer if self._make is None else self._make()
+            kind = None
             while (item := self.q.get()) is not _STOP:
                 kind, *args = item
                 if kind == "commit":
@@ -89,7 +94,8 @@ class WriterThread(threading.Thread):
             self.error = e
         finally:
             try:
-                w.close(abandon=self.error is not None)
+                if w is not None:
+                    w.close(abandon=self.error is not None)
             except TimeoutError as e:
                 self.error = self.error or _timeout(e, "close", ())
             except BaseException as e:  # noqa: BLE001
@@ -100,7 +106,7 @@ def _timeout(e: TimeoutError, kind, args) -> StoreTimeoutError:
     import re
 
     what = {"data": "activations", "commit": "statistics", "image": "images", "flush": "flags",
-            "close": "last chunks"}.get(kind, kind)
+            "close": "last chunks", "create": "store's template"}.get(kind, kind)
     where = f" of samples {_samples.ranges(args[0])}" if args else ""
     where += f" at step {args[1]}" if kind in ("data", "commit") else ""
     call = re.match(r"Coroutine <coroutine object (\S+) at", str(e))  # zarr's own message names its coroutine

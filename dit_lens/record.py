@@ -190,9 +190,14 @@ def _write(lens, url, work, samples, batch_size, resume, takeover, storage_optio
 
     layout = work["layout"]
     n = len(layout.prompts)
+    make = None  # a new store's template is written on the writer's thread, beside the first batch's steps
     try:
-        writer = StoreWriter.resume(url, layout, storage_options, timeout, write_threads) if resume else \
-            StoreWriter.create(url, layout, storage_options, timeout, write_threads)
+        if resume:
+            writer = StoreWriter.resume(url, layout, storage_options, timeout, write_threads)
+        else:
+            StoreWriter.check_new(url, storage_options)  # a store or a file already there: refused before the run
+            writer = None
+            make = lambda: StoreWriter.create(url, layout, storage_options, timeout, write_threads)  # noqa: E731
         order = list(range(n)) if samples is None else samples
         done = writer.done() if resume else np.zeros(n, bool)
         wanted = [s for s in order if not done[s]]
@@ -200,7 +205,7 @@ def _write(lens, url, work, samples, batch_size, resume, takeover, storage_optio
     except TimeoutError as e:
         raise StoreTimeoutError(f"{_endpoint(url, storage_options)} did not answer within {timeout:g} s while "
                                 f"opening the store and claiming its samples; nothing was recorded") from e
-    thread = WriterThread(writer, queue_size, timeout)
+    thread = WriterThread(writer, queue_size, timeout, make=make)
     thread.start()
     bar = tqdm(total=len(wanted) * work["steps"][1], desc="record", unit="step", disable=not progress)
     try:
@@ -213,7 +218,7 @@ def _write(lens, url, work, samples, batch_size, resume, takeover, storage_optio
         timed_out = isinstance(e, TimeoutError) or isinstance(thread.error, TimeoutError)
         if not timed_out:
             raise
-        stored = sorted(set(np.flatnonzero(done).tolist()) | set(writer.stored))
+        stored = sorted(set(np.flatnonzero(done).tolist()) | set(thread.writer.stored if thread.writer else ()))
         complete = f"samples {_samples.ranges(stored)} ({len(stored)} of {n})" if stored else f"none of {n} samples"
         raise StoreTimeoutError(
             f"recording stopped: {_endpoint(url, storage_options)} did not answer within {timeout:g} s "
@@ -224,9 +229,9 @@ def _write(lens, url, work, samples, batch_size, resume, takeover, storage_optio
         if thread.is_alive():
             with contextlib.suppress(Exception):
                 thread.finish()
-    if writer.nonfinite:
-        warnings.warn(f"non-finite values recorded (samples, step, count): {writer.nonfinite[:10]}; see the store's "
-                      f"'nonfinite' variable", RuntimeWarning, stacklevel=3)
+    if thread.writer.nonfinite:
+        warnings.warn(f"non-finite values recorded (samples, step, count): {thread.writer.nonfinite[:10]}; see the "
+                      f"store's 'nonfinite' variable", RuntimeWarning, stacklevel=3)
     claims.release(complete=sorted(set(np.flatnonzero(done).tolist()) | set(wanted)))
 
 

@@ -807,3 +807,36 @@ def test_a_chunk_holds_no_more_layers_than_the_store_and_resume_keeps_the_stores
     a, b = open_store(url), open_store(wide)
     assert bool(b.complete.all())
     assert np.array_equal(a["img.resid_post"].values, b["img.resid_post"].values)
+
+
+def test_a_store_that_cannot_be_made_is_refused_before_the_run_or_at_its_first_step(tiny_lens, tmp_path,
+                                                                                      monkeypatch):
+    """The template is written on the writer's thread beside the first batch: a place that cannot hold a store is
+    refused before the run; a template that fails to write stops the run at its next value, flagging nothing."""
+    import threading
+
+    from dit_lens.store import schema
+
+    (tmp_path / "f").write_text("")
+    kw = dict(names="double.0.img.resid_post", num_inference_steps=2, progress=False)
+    calls = []
+    hook = tiny_lens.pipeline.transformer.register_forward_pre_hook(lambda *a: calls.append(1))
+    try:
+        with pytest.raises(StoreError, match=r"cannot create a store at .*f/x.zarr: .*f is not a folder"):
+            record(tiny_lens, str(tmp_path / "f" / "x.zarr"), PROMPTS[:1], **kw)
+        assert not calls  # before the model ran
+
+        def broken(url, layout, storage_options=None):
+            raise StoreError(f"cannot create a store at {url}: disk full")
+        monkeypatch.setattr(schema, "create", broken)
+        import dit_lens.store.writer as writer
+
+        monkeypatch.setattr(writer, "create", broken)
+        url = str(tmp_path / "y.zarr")
+        with pytest.raises(StoreError, match="disk full"):
+            record(tiny_lens, url, PROMPTS[:2], batch_size=1, **kw)
+        assert len(calls) <= 2  # stopped within the first batch (one call per step here)
+    finally:
+        hook.remove()
+    assert not [t for t in threading.enumerate() if t.name.startswith("dit-lens")]
+    assert not (tmp_path / "y.zarr.claims").exists() or not list((tmp_path / "y.zarr.claims").iterdir())

@@ -160,22 +160,56 @@ def create(url: str, layout: Layout, storage_options: dict | None = None) -> Non
     _copy_new(template, url, storage_options)
 
 
+def check_new(url: str, storage_options: dict | None = None) -> None:
+    """Raise where ``create`` would for the place itself — a file there, a store already there, a storage that does
+    not answer — without writing anything (a recording checks before it starts and writes the template beside its
+    first batch)."""
+    import os
+
+    local = url.removeprefix("file://")
+    if "://" not in local:
+        if os.path.isfile(local):
+            raise StoreError(f"{url} is a file, not a store: choose another path")
+        above = os.path.dirname(os.path.abspath(local))
+        while not os.path.exists(above):  # the nearest folder there is: the store's folders are made in it
+            above = os.path.dirname(above)
+        if not os.path.isdir(above) or not os.access(above, os.W_OK | os.X_OK):
+            raise StoreError(f"cannot create a store at {url}: {above} is "
+                             f"{'not a folder' if not os.path.isdir(above) else 'not writable'}")
+
+    async def there() -> bool:
+        return await _destination(url, storage_options).exists("zarr.json")
+    try:
+        exists = bounded_sync(there())
+    except TimeoutError as e:
+        raise StoreTimeoutError(f"{url} did not answer in time while creating the store") from e
+    except Exception as e:  # noqa: BLE001 - unreachable endpoints, permissions raise many kinds
+        raise StoreError(f"cannot create a store at {url}: {type(e).__name__}: {e}") from e
+    if exists:
+        raise StoreError(f"{url} already exists: pass resume=True to complete it, or choose a new path")
+
+
+def _destination(url: str, storage_options: dict | None):
+    from zarr.storage import FsspecStore, LocalStore
+
+    remote = "://" in url and not url.startswith("file://")
+    return FsspecStore.from_url(url, storage_options=storage_options) if remote \
+        else LocalStore(url.removeprefix("file://"))
+
+
 def _copy_new(template, url: str, storage_options: dict | None) -> None:
     """Every object of ``template`` to a new store at ``url``, all at once: one concurrent round of writes (on
     object storage one burst of requests instead of ~50 sequential ones)."""
     import asyncio
 
     from zarr.core.buffer import default_buffer_prototype
-    from zarr.storage import FsspecStore, LocalStore
 
     local = url.removeprefix("file://")
     if "://" not in local and __import__("os").path.isfile(local):
         raise StoreError(f"{url} is a file, not a store: choose another path")
 
     async def copy():
-        remote = "://" in url and not url.startswith("file://")
-        dst = FsspecStore.from_url(url, storage_options=storage_options) if remote \
-            else LocalStore(url.removeprefix("file://"))
+        dst = _destination(url, storage_options)
         if await dst.exists("zarr.json"):
             raise FileExistsError(url)
         keys = [k async for k in template.list()]

@@ -1,5 +1,6 @@
 """Writing a recording into a store: everything that touches zarr arrays and chunks (the seam for another backend).
 
+    StoreWriter.check_new(url, storage_options)   raise where ``create`` would for the place (before a recording)
     StoreWriter.create(url, layout, storage_options, timeout, threads)   a new store's template, and a writer of it
     StoreWriter.resume(url, layout, storage_options, timeout, threads)   a writer of an existing store recorded the
                                    same way (``threads``: how many encode chunks and write files at once)
@@ -33,7 +34,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ._chunks import chunk_writer
-from .schema import Layout, compressors, create, open_group, read_layout
+from .schema import Layout, check_new, compressors, create, open_group, read_layout
 
 __all__ = ["StoreWriter"]
 
@@ -66,6 +67,10 @@ class StoreWriter:
         self._chunk_writers: dict = {}  # var -> ChunkWriter (or None: write through zarr)
         self._steps: list = []  # committed steps of the batch: (step position, timestep, nonfinite, stats)
         self._imaged: list = []  # samples whose image chunks are queued: flagged with the batch, after a wait
+
+    @staticmethod
+    def check_new(url: str, storage_options: dict | None = None) -> None:
+        check_new(url, storage_options)
 
     @classmethod
     def create(cls, url: str, layout: Layout, storage_options: dict | None = None,
