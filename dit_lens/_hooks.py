@@ -18,7 +18,7 @@ all of it conditional, as in a traced run.
 from __future__ import annotations
 
 from . import _streams
-from ._run import Step, _splice, argument, text_length
+from ._run import Step, _splice, argument, batch_rows, text_length
 from .cache import Cache
 from .errors import ArgumentError, RunError
 
@@ -72,11 +72,8 @@ class HookRun:
                                 f"your loop runs classifier-free guidance")
         if self.cfg == "batch":
             rows = h.shape[0]
-            if self.images is not None and rows == self.images:
-                if cfg == "cond":
-                    return slice(None)  # no CFG in this call: every row is conditional
-                raise ArgumentError(f"cfg={cfg!r} but this call holds {rows} rows for {self.images} images: no "
-                                    f"{cfg} branch (is guidance off?)")
+            if self.images is not None:  # a pipeline's call: the traced run's rule
+                return batch_rows(rows, self.images, cfg, self.lens.arch.batch_order)
             half = rows // 2
             return slice(0, half) if cfg == self.lens.arch.batch_order[0] else slice(half, rows)
         return slice(None) if self.step.branch == cfg else None

@@ -2,6 +2,7 @@
 
     Step                 one transformer call: step index, call index, branch, text length, timestep
     argument(args, kwargs, (keyword, position))   a call's argument, given by keyword or position
+    batch_rows(rows, images, cfg, batch_order)   the rows of branch ``cfg`` in a batched call (traced or hooked)
     Run(...)             small, picklable (remote-safe) view of one traced generation
       .steps()           bounded iteration over exactly the transformer calls of the run (their number read from
                          the pipeline's scheduler at the first call of a local run, or predicted by the client for
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from . import _streams
 from .errors import ArgumentError
 
-__all__ = ["Step", "Run", "argument"]
+__all__ = ["Step", "Run", "argument", "batch_rows"]
 
 
 @dataclass
@@ -46,6 +47,17 @@ def text_length(args, kwargs, text: tuple, more: tuple = (), extra: int = 0) -> 
         return None
     return int(first.shape[1]) + extra + sum(int(v.shape[1]) for v in (argument(args, kwargs, m) for m in more)
                                              if hasattr(v, "shape"))
+
+
+def batch_rows(rows: int, images: int, cfg: str, batch_order: tuple) -> slice:
+    """Rows of branch ``cfg`` in a batched call of ``rows`` rows for ``images`` images: a half, in ``batch_order``,
+    when the call holds both branches; all of them for "cond" when it holds one (a run without CFG)."""
+    if rows == 2 * images:
+        return slice(0, images) if cfg == batch_order[0] else slice(images, rows)
+    if cfg == "cond" and rows == images:
+        return slice(None)  # no CFG in this run: every row is conditional
+    raise ArgumentError(f"cfg={cfg!r} but this run's transformer calls hold {rows} rows for {images} images: no "
+                        f"{cfg} branch (is guidance off?)")
 
 
 def _splice(h, rows: slice, new):
@@ -147,14 +159,8 @@ class Run:
         """Row slice of branch ``cfg`` in this call's value, or None when this call holds no such rows."""
         if cfg is None:
             return slice(None)
-        rows = h.shape[0]
         if self.step.branch == "batch":
-            if rows == 2 * self.images:
-                return slice(0, self.images) if cfg == self.batch_order[0] else slice(self.images, rows)
-            if cfg == "cond" and rows == self.images:
-                return slice(None)  # no CFG in this run: every row is conditional
-            raise ArgumentError(f"cfg={cfg!r} but this run's transformer calls hold {rows} rows for {self.images} "
-                             f"images: no {cfg} branch (is guidance off?)")
+            return batch_rows(h.shape[0], self.images, cfg, self.batch_order)
         return slice(None) if self.step.branch == cfg else None
 
     def read(self, name: str, cfg: str | None = None):
