@@ -161,32 +161,46 @@ def create(url: str, layout: Layout, storage_options: dict | None = None) -> Non
 
 
 def check_new(url: str, storage_options: dict | None = None) -> None:
-    """Raise where ``create`` would for the place itself — a file there, a store already there, a storage that does
-    not answer — without writing anything (a recording checks before it starts and writes the template beside its
-    first batch)."""
+    """Raise where ``create`` would for the place itself — a file there, a parent that cannot hold folders, a store
+    already there, a storage that does not answer — without writing anything (a recording checks before it starts
+    and writes the template beside its first batch)."""
+    _check_place(url)
+
+    async def absent():
+        if await _destination(url, storage_options).exists("zarr.json"):
+            raise FileExistsError(url)
+    _run_new(url, absent())
+
+
+def _check_place(url: str) -> None:
+    """A local store's place: not a file, and under a writable folder (the nearest one there is: the store's
+    folders are made in it)."""
     import os
 
     local = url.removeprefix("file://")
-    if "://" not in local:
-        if os.path.isfile(local):
-            raise StoreError(f"{url} is a file, not a store: choose another path")
-        above = os.path.dirname(os.path.abspath(local))
-        while not os.path.exists(above):  # the nearest folder there is: the store's folders are made in it
-            above = os.path.dirname(above)
-        if not os.path.isdir(above) or not os.access(above, os.W_OK | os.X_OK):
-            raise StoreError(f"cannot create a store at {url}: {above} is "
-                             f"{'not a folder' if not os.path.isdir(above) else 'not writable'}")
+    if "://" in local:
+        return
+    if os.path.isfile(local):
+        raise StoreError(f"{url} is a file, not a store: choose another path")
+    above = os.path.dirname(os.path.abspath(local))
+    while not os.path.exists(above):
+        above = os.path.dirname(above)
+    if not os.path.isdir(above) or not os.access(above, os.W_OK | os.X_OK):
+        raise StoreError(f"cannot create a store at {url}: {above} is "
+                         f"{'not a folder' if not os.path.isdir(above) else 'not writable'}")
 
-    async def there() -> bool:
-        return await _destination(url, storage_options).exists("zarr.json")
+
+def _run_new(url: str, coro) -> None:
+    """Run a coroutine that makes (or checks the place of) a new store at ``url``, its failures said as the store's:
+    a store already there (``FileExistsError``), no answer in time, anything else."""
     try:
-        exists = bounded_sync(there())
-    except TimeoutError as e:
+        bounded_sync(coro)
+    except FileExistsError as e:
+        raise StoreError(f"{url} already exists: pass resume=True to complete it, or choose a new path") from e
+    except TimeoutError as e:  # zarr's async.timeout (set by the recorder) or the filesystem's own
         raise StoreTimeoutError(f"{url} did not answer in time while creating the store") from e
-    except Exception as e:  # noqa: BLE001 - unreachable endpoints, permissions raise many kinds
+    except Exception as e:  # noqa: BLE001 - unreachable endpoints, permissions, full disks raise many kinds
         raise StoreError(f"cannot create a store at {url}: {type(e).__name__}: {e}") from e
-    if exists:
-        raise StoreError(f"{url} already exists: pass resume=True to complete it, or choose a new path")
 
 
 def _destination(url: str, storage_options: dict | None):
@@ -204,9 +218,7 @@ def _copy_new(template, url: str, storage_options: dict | None) -> None:
 
     from zarr.core.buffer import default_buffer_prototype
 
-    local = url.removeprefix("file://")
-    if "://" not in local and __import__("os").path.isfile(local):
-        raise StoreError(f"{url} is a file, not a store: choose another path")
+    _check_place(url)
 
     async def copy():
         dst = _destination(url, storage_options)
@@ -217,15 +229,7 @@ def _copy_new(template, url: str, storage_options: dict | None) -> None:
         await asyncio.gather(*(dst.set(k, v) for k, v in zip(keys, values) if k != "zarr.json"))
         await dst.set("zarr.json", values[keys.index("zarr.json")])  # the group's metadata last: a store appears
         # only once its arrays are in place
-
-    try:
-        bounded_sync(copy())
-    except FileExistsError as e:
-        raise StoreError(f"{url} already exists: pass resume=True to complete it, or choose a new path") from e
-    except TimeoutError as e:  # zarr's async.timeout (set by the recorder) or the filesystem's own
-        raise StoreTimeoutError(f"{url} did not answer in time while creating the store") from e
-    except Exception as e:  # noqa: BLE001 - unreachable endpoints, permissions, full disks raise many kinds
-        raise StoreError(f"cannot create a store at {url}: {type(e).__name__}: {e}") from e
+    _run_new(url, copy())
 
 
 def read_layout(group) -> Layout:
