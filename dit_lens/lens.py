@@ -434,12 +434,12 @@ class Lens:
         if self.model is None:
             return _hooks.HookRun(self, plan, cfg=self.cfg, watch=watch, on_call=on_call, on_value=on_value)
         _loading.check_loadable(self.pipeline, warn=False)
-        check_call(prompt, None, kwargs)
+        images = count_images(prompt, kwargs)  # the call's prompts checked (no seed here: generators are given)
         self._warn_foreign_hooks()  # before this run's own hooks are added
         sequential = self.calls_per_step(**kwargs) == 2
         return _hooks.HookRun(self, plan, cfg="sequential" if sequential else "batch", watch=watch, on_call=on_call,
                               on_value=on_value, order=self.arch.sequential_cfg.order if sequential else ("cond",),
-                              images=count_images(prompt, kwargs))
+                              images=images)
 
     def run_with_cache(self, prompt=None, names="*", *, num_inference_steps=None, steps=None, cfg=None, **kwargs):
         """Generate and return ``(images, Cache)`` of ``names`` (globs) at ``steps`` (default all) and CFG branch
