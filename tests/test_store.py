@@ -815,7 +815,7 @@ def test_a_store_that_cannot_be_made_is_refused_before_the_run_or_at_its_first_s
     refused before the run; a template that fails to write stops the run at its next value, flagging nothing."""
     import threading
 
-    from dit_lens.store import schema
+    import dit_lens.store.writer as writer
 
     (tmp_path / "f").write_text("")
     kw = dict(names="double.0.img.resid_post", num_inference_steps=2, progress=False)
@@ -828,10 +828,7 @@ def test_a_store_that_cannot_be_made_is_refused_before_the_run_or_at_its_first_s
 
         def broken(url, layout, storage_options=None):
             raise StoreError(f"cannot create a store at {url}: disk full")
-        monkeypatch.setattr(schema, "create", broken)
-        import dit_lens.store.writer as writer
-
-        monkeypatch.setattr(writer, "create", broken)
+        monkeypatch.setattr(writer, "create", broken)  # what StoreWriter.create calls
         url = str(tmp_path / "y.zarr")
         with pytest.raises(StoreError, match="disk full"):
             record(tiny_lens, url, PROMPTS[:2], batch_size=1, **kw)
