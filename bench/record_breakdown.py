@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -106,7 +107,12 @@ def main():
     p.add_argument("--model", choices=("tiny", "flux"), default="tiny",
                    help="--mode full's model: the embedded tiny DiT, or the random Flux of 1024 image tokens "
                         "(bench/store_bench.py's, driven by embeddings)")
+    sys.path.insert(0, str(Path(__file__).parent))
+    from store_bench import add_malloc_option, fixed_malloc
+
+    add_malloc_option(p)
     a = p.parse_args()
+    print(fixed_malloc(a.malloc))
 
     root = Path(a.dir)
     root.mkdir(parents=True, exist_ok=True)
@@ -173,14 +179,11 @@ def _full(a, url, acc, n_steps) -> None:
     """Interleaved variants of the same batches, each adding one part of a full recording: plain pipeline calls;
     hooks (on the named blocks, taking nothing); statistics (every value's, at every step); a stats-only recording;
     copies (statistics, and the values copied to host memory, then dropped); the full recording."""
-    import sys
-
     from dit_lens import _collect, _samples
     from dit_lens._host_copy import HostCopies
     from dit_lens._stats import StepReducer
     from dit_lens.record import _batch_embeds
 
-    sys.path.insert(0, str(Path(__file__).parent))
     from store_bench import _flux, _tiny  # the same models as the whole-run benchmark
 
     lens, prompts, _, kw, label = (_tiny if a.model == "tiny" else _flux)(a.prompts, a.batch, "cpu")

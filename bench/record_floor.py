@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from store_bench import _flux, _median_ci, _tiny, buffered_files  # noqa: E402 - a sibling script
+from store_bench import (_flux, _median_ci, _tiny, add_malloc_option, buffered_files,  # noqa: E402 - a sibling
+                         fixed_malloc)
 
 
 def _clock():
@@ -103,7 +104,9 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--write-threads", type=int, default=1)
     p.add_argument("--dir", default="/tmp/dit-lens-floor")
+    add_malloc_option(p)
     a = p.parse_args()
+    print(fixed_malloc(a.malloc))
     from dit_lens.record import record
 
     root = Path(a.dir)

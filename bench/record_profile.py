@@ -176,10 +176,15 @@ def main():
     p.add_argument("--top", type=int, default=5, help="the busiest frames of the recording's parts, per kind")
     p.add_argument("--dir", default="/tmp/dit-lens-profile")
     p.add_argument("--child", help=argparse.SUPPRESS)
+    sys.path.insert(0, str(Path(__file__).parent))
+    from store_bench import add_malloc_option, fixed_malloc
+
+    add_malloc_option(p)
     a = p.parse_args()
     Path(a.dir).mkdir(parents=True, exist_ok=True)
-    if a.child:
+    if a.child:  # under the parent's allocator settings (its environment)
         return child(a)
+    print(fixed_malloc(a.malloc))
     if shutil.which("py-spy") is None:
         raise SystemExit("py-spy is not installed: pip install py-spy")
     kinds = a.kinds.split(",")

@@ -10,7 +10,10 @@
                                 [--dir /tmp/dit-lens-bench] [--only recording|writes|reductions]
                                 [--model tiny|flux|flux-dev] [--shrink] [--device cpu|cuda]
                                 [--kinds plain,full,full-none,full-buffered,full-traced,stats,stats-traced,empty]
-                                [--names PATTERN|A,B,...]
+                                [--names PATTERN|A,B,...] [--malloc fixed|default]
+
+The script re-executes itself under fixed glibc malloc thresholds unless ``--malloc default`` (bench/README.md,
+"The allocator"): with glibc's own, whether large tensors cost a page fault per page changes from run to run.
 
 Recording variants run interleaved (forwards, then backwards in the next round) after a one-batch warm-up of each;
 besides the ratio of median times it prints the median of each run's ratio to the plain run of its round, with a
@@ -29,8 +32,10 @@ import argparse
 import contextlib
 import importlib
 import os
+import resource
 import shutil
 import statistics
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -59,6 +64,30 @@ def _median_ci(values, level: float = 0.95) -> tuple:
     if j < 1:
         return None, None
     return x[j - 1], x[n - j]
+
+
+_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(4 << 30)}
+
+
+def add_malloc_option(p) -> None:
+    p.add_argument("--malloc", choices=("fixed", "default"), default="fixed",
+                   help="run under fixed glibc malloc thresholds (the default: bench/README.md, 'The allocator') or "
+                        "glibc's own, which moves them as the process runs")
+
+
+def fixed_malloc(how: str) -> str:
+    """With ``how="fixed"``, re-execute this script once under fixed glibc malloc thresholds (the mmap threshold at
+    its 32 MiB maximum, memory given back to the system only past 4 GiB free at the heap's top); returns a line for
+    the output's header. glibc's own thresholds move as large blocks are freed, and whether a process then takes a
+    page fault per page of every large tensor it allocates changes from run to run: in one process 16-prompt runs of
+    the tiny model took 27 thousand faults in one run and 1.1 million in the next (0.07 vs 2.0 s of system CPU),
+    whatever kind ran: noise in every paired ratio. Under fixed thresholds a run takes almost none."""
+    if how == "fixed" and any(os.environ.get(k) != v for k, v in _MALLOC.items()):
+        sys.stdout.flush()
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_MALLOC})
+    if all(os.environ.get(k) == v for k, v in _MALLOC.items()):
+        return "glibc malloc: fixed thresholds (" + ", ".join(f"{k}={v}" for k, v in _MALLOC.items()) + ")"
+    return "glibc malloc: its own moving thresholds (--malloc default)"
 
 
 def _sync(device: str) -> None:
@@ -202,22 +231,26 @@ def recording(root: Path, model: str, n_prompts: int, steps: int, repeats: int, 
         flush()
     times = {k: [] for k in variants}
     flushes = {k: [] for k in variants}
+    faults = {k: [] for k in variants}  # minor page faults of the process during each run (the allocator's state)
     for r in range(repeats):  # interleaved, forwards then backwards, so drift of a shared machine hits every
         for k in (list(variants) if r % 2 == 0 else list(variants)[::-1]):  # variant alike and cancels in pairs
             f, clear = variants[k]
             clear()
             flush()
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0 = time.perf_counter()
             f()
             _sync(device)
             times[k].append(time.perf_counter() - t0)
+            faults[k].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
             flushes[k].append(flush())
     t = {k: statistics.median(v) for k, v in times.items()}
     where = "CPU" if device == "cpu" else torch.cuda.get_device_name(device) if device.startswith("cuda") else device
     print(f"\n1. recording ({n_prompts} prompts in batches of {batch} x {steps} steps, {label}, on {where}, "
           f"{len(names)} names, interleaved, median of {repeats})")
     for k, v in t.items():
-        print(f"   {k:<6} {v:7.2f} s   (each run: {' '.join(f'{x:.2f}' for x in times[k])})")
+        print(f"   {k:<6} {v:7.2f} s   (each run: {' '.join(f'{x:.2f}' for x in times[k])}; page faults "
+              f"{min(faults[k])}-{max(faults[k])} per run)")
 
     def paired(k):  # each run against the plain run of its round: drift of a shared machine cancels
         r = sorted(a / b for a, b in zip(times[k], times["plain"]))
@@ -487,14 +520,16 @@ def main():
                    "list (e.g. 4 names of Flux.1-dev at real size on a GPU)")
     p.add_argument("--write-threads", type=int, default=1, help="the recordings' write_threads (chunks encoded and "
                    "files written at once)")
+    add_malloc_option(p)
     a = p.parse_args()
+    allocator = fixed_malloc(a.malloc)
     kinds = set(a.kinds.split(","))
     known = {"plain", "full", "full-none", "full-buffered", "full-traced", "stats", "stats-traced", "empty"}
     if not kinds <= known:
         raise SystemExit(f"--kinds: unknown {sorted(kinds - known)}")
     root = Path(a.dir)
     root.mkdir(parents=True, exist_ok=True)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {allocator}")
     if a.only in (None, "recording"):
         recording(root, a.model, a.prompts, a.steps, a.repeats, a.batch, a.device, kinds, a.write_threads,
                   a.names.split(",") if "," in a.names else a.names, a.shrink)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -117,14 +118,18 @@ def test_record_floor_replays_each_part_and_sets_the_recordings_against_it(tmp_p
     assert out.count(" floor ") == 2 and "cores busy" in out
     assert "stats  paired" in out and "full   paired" in out and "the floor's" in out
     assert not (tmp_path / "floor").exists()
+    # the script ran again under fixed allocator thresholds (bench/README.md, 'The allocator'), said in its header
+    assert out.startswith("glibc malloc: fixed thresholds (MALLOC_MMAP_THRESHOLD_=33554432, ")
 
 
 def test_record_breakdown_splits_a_full_recording_by_the_recorders_own_path(tmp_path):
     """The split by difference at smoke scale: each variant (hooks, statistics, a stats-only store, copies, the full
     recording) runs and is set against plain generation, then the parts timed inside the recording."""
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "record_breakdown.py"), "--mode", "full", "--prompts",
-                          "2", "--batch", "2", "--steps", "2", "--runs", "1", "--dir", str(tmp_path / "b")],
-                         check=True, capture_output=True, text=True).stdout
+                          "2", "--batch", "2", "--steps", "2", "--runs", "1", "--dir", str(tmp_path / "b"),
+                          "--malloc", "default"], check=True, capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}).stdout
+    assert out.startswith("glibc malloc: its own moving thresholds")
     for k in ("hooks", "statistics", "stats-only", "copies", "recording"):
         assert f"  {k} " in out and "paired" in out
     for row in ("hooks on the named blocks, taking nothing", "a stats-only store (template, flags, images)",
