@@ -13,7 +13,7 @@
                                 [--names PATTERN|A,B,...] [--malloc fixed|default]
 
 The script re-executes itself under fixed glibc malloc thresholds unless ``--malloc default`` (bench/README.md,
-"The allocator"): with glibc's own, whether large tensors cost a page fault per page changes from run to run.
+"the allocator"): with glibc's own, whether large tensors cost a page fault per page changes from run to run.
 
 Recording variants run interleaved (forwards, then backwards in the next round) after a one-batch warm-up of each;
 besides the ratio of median times it prints the median of each run's ratio to the plain run of its round, with a
@@ -71,7 +71,7 @@ _MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": st
 
 def add_malloc_option(p) -> None:
     p.add_argument("--malloc", choices=("fixed", "default"), default="fixed",
-                   help="run under fixed glibc malloc thresholds (the default: bench/README.md, 'The allocator') or "
+                   help="run under fixed glibc malloc thresholds (the default: bench/README.md, 'the allocator') or "
                         "glibc's own, which moves them as the process runs")
 
 
@@ -82,10 +82,11 @@ def fixed_malloc(how: str) -> str:
     page fault per page of every large tensor it allocates changes from run to run: in one process 16-prompt runs of
     the tiny model took 27 thousand faults in one run and 1.1 million in the next (0.07 vs 2.0 s of system CPU),
     whatever kind ran: noise in every paired ratio. Under fixed thresholds a run takes almost none."""
-    if how == "fixed" and any(os.environ.get(k) != v for k, v in _MALLOC.items()):
+    fixed = all(os.environ.get(k) == v for k, v in _MALLOC.items())
+    if how == "fixed" and not fixed:
         sys.stdout.flush()
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **_MALLOC})
-    if all(os.environ.get(k) == v for k, v in _MALLOC.items()):
+    if fixed:
         return "glibc malloc: fixed thresholds (" + ", ".join(f"{k}={v}" for k, v in _MALLOC.items()) + ")"
     return "glibc malloc: its own moving thresholds (--malloc default)"
 

@@ -118,7 +118,7 @@ def test_record_floor_replays_each_part_and_sets_the_recordings_against_it(tmp_p
     assert out.count(" floor ") == 2 and "cores busy" in out
     assert "stats  paired" in out and "full   paired" in out and "the floor's" in out
     assert not (tmp_path / "floor").exists()
-    # the script ran again under fixed allocator thresholds (bench/README.md, 'The allocator'), said in its header
+    # the script ran again under fixed allocator thresholds (bench/README.md, 'the allocator'), said in its header
     assert out.startswith("glibc malloc: fixed thresholds (MALLOC_MMAP_THRESHOLD_=33554432, ")
 
 
